@@ -1,0 +1,124 @@
+"""API keys: creation (secret shown once), authentication by prefix and hash, revocation."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaanha.auth.principal import Principal
+from kaanha.auth.scopes import ALL_SCOPES
+from kaanha.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from kaanha.kit.clock import now
+from kaanha.kit.crypto import constant_time_equals, sha256_hex
+from kaanha.kit.ids import new_id
+from kaanha.models import ApiKey
+
+KEY_PREFIX = "kh"
+_KEY_PATTERN = re.compile(r"^kh_([a-z0-9]{10})_([A-Za-z0-9]{40})$")
+_PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+# Writing last_used_at on every request would make every read a write; a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+
+class ScopeEscalation(Forbidden):
+    code = "insufficient_scope"
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    record: ApiKey
+    secret: str
+
+
+def _generate() -> tuple[str, str]:
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(10))
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(40))
+    return f"{KEY_PREFIX}_{prefix}", f"{KEY_PREFIX}_{prefix}_{secret}"
+
+
+async def create_api_key(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    name: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    granted_by: Principal | None = None,
+) -> NewApiKey:
+    """Create a key; its secret is in the result and nowhere else, ever.
+
+    A key created through another key may not hold scopes that key lacks.
+    """
+    chosen = sorted(set(scopes)) if scopes else sorted(granted_by.scopes if granted_by else ALL_SCOPES)
+    if granted_by is not None:
+        missing = sorted(set(chosen) - granted_by.scopes)
+        if missing:
+            raise ScopeEscalation(f"A key can't grant scopes it lacks: {', '.join(missing)}")
+    if expires_at is not None and expires_at <= now():
+        raise InvalidRequest("expiresAt must be in the future")
+    prefix, secret = _generate()
+    record = ApiKey(
+        id=new_id("key"),
+        organization_id=organization_id,
+        name=name,
+        prefix=prefix,
+        key_hash=sha256_hex(secret),
+        scopes=chosen,
+        expires_at=expires_at,
+    )
+    session.add(record)
+    await session.flush()
+    return NewApiKey(record=record, secret=secret)
+
+
+async def authenticate(session: AsyncSession, authorization: str | None) -> Principal:
+    """Turn an `Authorization` header into a principal, or say exactly why it can't."""
+    if not authorization:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <your API key>'")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Malformed Authorization header: expected 'Bearer <your API key>'")
+    match = _KEY_PATTERN.match(token)
+    if not match:
+        raise Unauthorized("Malformed API key: keys look like kh_xxxxxxxxxx_... as shown when created")
+    prefix = f"{KEY_PREFIX}_{match.group(1)}"
+    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or not constant_time_equals(key.key_hash, sha256_hex(token)):
+        raise Unauthorized("Unknown API key: check it was copied whole, or create a new one")
+    if key.revoked_at is not None:
+        raise Unauthorized("This API key was revoked: create a new one")
+    moment = now()
+    if key.expires_at is not None and key.expires_at <= moment:
+        raise Unauthorized("This API key has expired: create a new one")
+    if key.last_used_at is None or moment - key.last_used_at >= LAST_USED_RESOLUTION:
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=moment))
+    return Principal(organization_id=key.organization_id, scopes=frozenset(key.scopes), api_key_id=key.id)
+
+
+async def list_api_keys(session: AsyncSession, *, organization_id: str) -> list[ApiKey]:
+    result = await session.scalars(
+        select(ApiKey).where(ApiKey.organization_id == organization_id).order_by(ApiKey.created_at.desc())
+    )
+    return list(result)
+
+
+async def revoke_api_key(session: AsyncSession, *, organization_id: str, key_id: str) -> ApiKey:
+    key = await session.scalar(select(ApiKey).where(ApiKey.organization_id == organization_id, ApiKey.id == key_id))
+    if key is None:
+        raise ApiKeyNotFound(f"API key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = now()
+        await session.flush()
+    return key

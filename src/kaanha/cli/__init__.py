@@ -1,0 +1,1 @@
+"""The `kaanha` command line."""

@@ -1,0 +1,260 @@
+"""`kaanha serve | worker | db | orgs | keys | sandbox | demo`: the same services as the API, from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from kaanha.auth import api_keys
+from kaanha.config import Settings
+from kaanha.errors import KaanhaError
+from kaanha.migrations import upgrade_database
+from kaanha.organizations import service as organizations
+from kaanha.organizations.repository import find_organization
+from kaanha.runtime import Runtime
+
+app = typer.Typer(help="Kaanha: a WhatsApp Business platform.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The sandbox WhatsApp connection.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(keys_app, name="keys")
+app.add_typer(sandbox_app, name="sandbox")
+
+T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
+OrgOption = Annotated[str, typer.Option("--org", help="Organization id or exact name")]
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run `work` with a runtime on a migrated database; print KaanhaErrors as clean messages."""
+    settings = Settings()
+    upgrade_database(settings.resolved_database_url)
+
+    async def main() -> T:
+        runtime = Runtime.from_settings(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except KaanhaError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    typer.echo(json.dumps(data) if as_json else text)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    settings = Settings()
+    upgrade_database(settings.resolved_database_url)
+    typer.echo("database is up to date")
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: str,
+    plan: Annotated[str, typer.Option(help="starter or pro")] = "starter",
+    region: Annotated[str, typer.Option(help="Default phone region (ISO country)")] = "IN",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an organization on the sandbox connection."""
+
+    async def work(runtime: Runtime) -> dict[str, str]:
+        async with runtime.database.transaction() as session:
+            org = await organizations.create_organization(session, name=name, plan=plan, default_region=region)
+            return {"id": org.id, "name": org.name, "plan": org.plan}
+
+    created = _run(work)
+    _emit(as_json, created, f"created organization {created['name']} ({created['id']}), plan {created['plan']}")
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: '{value}' is not a date (use 2027-01-31 or an ISO 8601 time)", err=True)
+        raise typer.Exit(code=2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@keys_app.command("create")
+def keys_create(
+    org: OrgOption,
+    name: Annotated[str, typer.Option("--name", help="What the key is for")],
+    expires_at: Annotated[str | None, typer.Option("--expires-at", help="ISO date or time")] = None,
+    scopes: Annotated[str | None, typer.Option("--scopes", help="Space-separated; default all")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; its secret is printed once."""
+    expiry = _parse_date(expires_at)
+    from kaanha.auth.schemas import ApiKeyCreate
+
+    try:
+        request = ApiKeyCreate(name=name, expires_at=expiry, scopes=scopes.split() if scopes else None)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.database.transaction() as session:
+            organization = await find_organization(session, org)
+            if organization is None:
+                raise KaanhaError(f"no organization '{org}'")
+            created = await api_keys.create_api_key(
+                session,
+                organization_id=organization.id,
+                name=request.name,
+                scopes=request.scopes,
+                expires_at=request.expires_at,
+            )
+            record = created.record
+            return {
+                "id": record.id,
+                "name": record.name,
+                "key": created.secret,
+                "scopes": record.scopes,
+                "expiresAt": record.expires_at.isoformat().replace("+00:00", "Z") if record.expires_at else None,
+            }
+
+    created = _run(work)
+    _emit(
+        as_json,
+        created,
+        f"API key {created['name']} ({created['id']}):\n  {created['key']}\nIt won't be shown again.",
+    )
+
+
+@sandbox_app.command("receive")
+def sandbox_receive(
+    org: OrgOption,
+    sender: Annotated[str, typer.Option("--from", help="The customer's phone")],
+    text: Annotated[str, typer.Option("--text", help="What the customer writes")],
+    name: Annotated[str | None, typer.Option("--name", help="The customer's profile name")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate a customer writing to the sandbox number."""
+    from kaanha.kit.schemas import dump
+    from kaanha.whatsapp.sandbox.schemas import SandboxInbound
+    from kaanha.whatsapp.sandbox.service import receive
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.database.transaction() as session:
+            organization = await find_organization(session, org)
+            if organization is None:
+                raise KaanhaError(f"no organization '{org}'")
+            data = SandboxInbound.model_validate({"from": sender, "text": text, "name": name, "type": "text"})
+            return dump(await receive(session, organization_id=organization.id, data=data))
+
+    message = _run(work)
+    _emit(as_json, message, f"received message {message['id']} in conversation {message['conversationId']}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Run background workers here")] = True,
+) -> None:
+    """Serve the API (with background workers in the same process)."""
+    import uvicorn
+
+    from kaanha.app import create_app
+
+    settings = Settings()
+    settings.run_workers = workers
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    upgrade_database(settings.resolved_database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run background workers only (scale them out beside `kaanha serve --no-workers`)."""
+    from kaanha.worker.runner import Worker
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def work(runtime: Runtime) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Worker(runtime).run_forever(stop)
+
+    _run(work)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address the server will listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the server will listen on")] = 8000,
+) -> None:
+    """Make sure a demo organization and API key exist, and print how to try them (used by `make run`)."""
+    settings = Settings()
+    key_file = settings.data_dir / "demo-api-key"
+
+    async def work(runtime: Runtime) -> tuple[str, str]:
+        async with runtime.database.transaction() as session:
+            organization = await find_organization(session, "Demo Company")
+            if organization is None:
+                organization = await organizations.create_organization(session, name="Demo Company", plan="pro")
+            saved = _read_demo_key(key_file)
+            if saved is not None:
+                try:
+                    await api_keys.authenticate(session, f"Bearer {saved}")
+                    return organization.id, saved
+                except KaanhaError:
+                    pass
+            created = await api_keys.create_api_key(session, organization_id=organization.id, name="demo (make run)")
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(created.secret)
+            key_file.chmod(0o600)
+            return organization.id, created.secret
+
+    organization_id, key = _run(work)
+    base = f"http://{host}:{port}"
+    typer.echo(
+        f"""
+Kaanha is starting at {base}
+  API docs:       {base}/api/whatsapp-api/docs
+  Organization:   Demo Company ({organization_id}), on the sandbox WhatsApp connection
+  API key:        {key}
+
+Try it:
+  curl -s {base}/api/whatsapp-api/status -H 'Authorization: Bearer {key}'
+  curl -s -X POST {base}/api/whatsapp-api/sandbox/inbound -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' -d '{{"from": "+919876543210", "name": "Asha", "text": "Hi!"}}'
+"""
+    )
+
+
+def _read_demo_key(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None

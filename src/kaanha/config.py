@@ -1,0 +1,90 @@
+"""Settings: every knob comes from a KAANHA_* environment variable (nested groups use __)."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class RateLimitSettings(BaseModel):
+    """Limits in the `limits` library's notation ("120/minute")."""
+
+    api: str = "120/minute"
+    per_recipient: str = "20/hour"
+    enabled: bool = True
+
+
+class SandboxSettings(BaseModel):
+    """How fast the sandbox connection moves a sent message along, like Meta's status webhooks."""
+
+    delivered_after_seconds: float = 1.0
+    read_after_seconds: float = 3.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAANHA_", env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    graph_api_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v24.0"
+    allow_private_urls: bool = False
+    trusted_proxies: list[str] = Field(default_factory=list)
+    max_upload_bytes: int = 16 * MiB
+    max_json_body_bytes: int = 1 * MiB
+    default_region: str = "IN"
+    run_workers: bool = True
+    log_level: str = "INFO"
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(",", " ").split() if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'kaanha.db').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @cached_property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(proxy, strict=False) for proxy in self.trusted_proxies]
+
+    def resolved_secret_key(self) -> str:
+        """The key that encrypts secrets at rest.
+
+        Outside production a missing key is generated once into the data dir, so `make run` needs
+        no set-up; production must set KAANHA_SECRET_KEY explicitly, because losing the key means
+        losing every stored provider token.
+        """
+        if self.secret_key:
+            return self.secret_key
+        if self.environment == "production":
+            raise RuntimeError("KAANHA_SECRET_KEY must be set in production")
+        key_file = self.data_dir / "secret.key"
+        if not key_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(32))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()

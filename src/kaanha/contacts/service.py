@@ -1,0 +1,164 @@
+"""Contact rules: phones normalized to E.164 and unique per organization, tags, opt-in, attributes."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaanha.contacts.repository import ContactRepository
+from kaanha.contacts.schemas import ContactCreate, ContactOut, ContactUpdate
+from kaanha.errors import Conflict
+from kaanha.kit.clock import now
+from kaanha.kit.ids import new_id
+from kaanha.kit.pagination import Page, PageRequest
+from kaanha.kit.phone import normalize_phone
+from kaanha.models import Contact
+from kaanha.organizations.repository import get_organization
+
+
+class DuplicateContact(Conflict):
+    code = "duplicate_contact"
+
+
+def contact_out(contact: Contact, tags: list[str]) -> ContactOut:
+    return ContactOut(
+        id=contact.id,
+        phone=contact.phone,
+        name=contact.name,
+        email=contact.email,
+        tags=tags,
+        opted_in=contact.opted_in,
+        attributes=contact.attributes or {},
+        created_at=contact.created_at,
+        updated_at=contact.updated_at,
+        last_message_at=contact.last_message_at,
+    )
+
+
+async def normalize_for_organization(session: AsyncSession, *, organization_id: str, phone: str) -> str:
+    """E.164 for `phone`, reading a number without a country code in the organization's region."""
+    organization = await get_organization(session, organization_id)
+    return normalize_phone(phone, default_region=organization.default_region)
+
+
+async def list_contacts(
+    session: AsyncSession, *, organization_id: str, search: str | None, tag: str | None, page: PageRequest
+) -> Page[ContactOut]:
+    repository = ContactRepository(session, organization_id)
+    contacts, total = await repository.page(repository.listing(search=search, tag=tag), page)
+    tags = await repository.tags_for([contact.id for contact in contacts])
+    return Page.of([contact_out(c, tags.get(c.id, [])) for c in contacts], request=page, total=total)
+
+
+async def get_contact(session: AsyncSession, *, organization_id: str, contact_id: str) -> ContactOut:
+    repository = ContactRepository(session, organization_id)
+    contact = await repository.get(contact_id)
+    tags = await repository.tags_for([contact.id])
+    return contact_out(contact, tags.get(contact.id, []))
+
+
+async def create_contact(session: AsyncSession, *, organization_id: str, data: ContactCreate) -> ContactOut:
+    """Create a contact; 409 when its normalized phone already belongs to one."""
+    repository = ContactRepository(session, organization_id)
+    phone = await normalize_for_organization(session, organization_id=organization_id, phone=data.phone)
+    existing = await repository.find_by_phone(phone)
+    if existing is not None:
+        raise DuplicateContact(f"A contact with phone {phone} already exists: {existing.id}")
+    moment = now()
+    contact = repository.add(
+        Contact(
+            id=new_id("ctc"),
+            phone=phone,
+            name=data.name or None,
+            email=data.email,
+            opted_in=data.opted_in,
+            opted_in_changed_at=moment if data.opted_in else None,
+            attributes=dict(data.attributes),
+            created_at=moment,
+            updated_at=moment,
+        )
+    )
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise DuplicateContact(f"A contact with phone {phone} already exists") from None
+    await repository.set_tags(contact.id, data.tags)
+    return contact_out(contact, sorted(data.tags))
+
+
+async def update_contact(
+    session: AsyncSession, *, organization_id: str, contact_id: str, data: ContactUpdate
+) -> ContactOut:
+    repository = ContactRepository(session, organization_id)
+    contact = await repository.get(contact_id)
+    fields = data.model_fields_set
+    if "phone" in fields and data.phone is not None:
+        phone = await normalize_for_organization(session, organization_id=organization_id, phone=data.phone)
+        if phone != contact.phone:
+            other = await repository.find_by_phone(phone)
+            if other is not None:
+                raise DuplicateContact(f"A contact with phone {phone} already exists: {other.id}")
+            contact.phone = phone
+    if "name" in fields:
+        contact.name = data.name or None
+    if "email" in fields:
+        contact.email = data.email
+    if "opted_in" in fields and data.opted_in is not None and data.opted_in != contact.opted_in:
+        contact.opted_in = data.opted_in
+        contact.opted_in_changed_at = now()
+    if "attributes" in fields and data.attributes is not None:
+        contact.attributes = dict(data.attributes)
+    contact.updated_at = now()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise DuplicateContact(f"A contact with phone {contact.phone} already exists") from None
+    if "tags" in fields and data.tags is not None:
+        await repository.set_tags(contact.id, data.tags)
+    return await get_contact(session, organization_id=organization_id, contact_id=contact.id)
+
+
+async def delete_contact(session: AsyncSession, *, organization_id: str, contact_id: str) -> None:
+    """Delete a contact with its conversations and messages."""
+    repository = ContactRepository(session, organization_id)
+    contact = await repository.get(contact_id)
+    await session.delete(contact)
+    await session.flush()
+
+
+async def ensure_contact(
+    session: AsyncSession, *, organization_id: str, phone: str, profile_name: str | None = None
+) -> Contact:
+    """The contact with this E.164 phone, created when new (inbound messages and first sends).
+
+    A profile name from WhatsApp fills an empty name but never overwrites one a person chose.
+    """
+    repository = ContactRepository(session, organization_id)
+    contact = await repository.find_by_phone(phone)
+    if contact is None:
+        moment = now()
+        contact = repository.add(
+            Contact(
+                id=new_id("ctc"),
+                phone=phone,
+                name=profile_name,
+                attributes={},
+                opted_in=False,
+                created_at=moment,
+                updated_at=moment,
+            )
+        )
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError:
+            # Another request created it a moment ago: use theirs.
+            contact = await repository.find_by_phone(phone)
+            if contact is None:
+                raise
+    elif profile_name and not contact.name:
+        contact.name = profile_name
+        contact.updated_at = now()
+    return contact

@@ -1,0 +1,174 @@
+"""Conversation rules: opening and reopening threads, assignment, resolution and unread counts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaanha.contacts.repository import ContactRepository
+from kaanha.contacts.service import contact_out
+from kaanha.conversations.repository import ConversationRepository
+from kaanha.conversations.schemas import ConversationDetail, ConversationOut, ConversationUpdate
+from kaanha.conversations.window import is_window_open, window_expires_at
+from kaanha.errors import InvalidRequest, NotFound
+from kaanha.kit.clock import now
+from kaanha.kit.ids import new_id
+from kaanha.kit.pagination import Page, PageRequest
+from kaanha.messages.repository import MessageRepository
+from kaanha.messages.schemas import message_out
+from kaanha.models import Contact, Conversation, Membership
+
+RECENT_MESSAGES = 50
+
+
+class AssigneeNotFound(NotFound):
+    code = "assignee_not_found"
+
+
+class InvalidTransition(InvalidRequest):
+    code = "invalid_status_change"
+
+
+def conversation_out(conversation: Conversation, contact: Contact, tags: list[str]) -> ConversationOut:
+    return ConversationOut(
+        id=conversation.id,
+        contact=contact_out(contact, tags),
+        status=conversation.status,
+        assignee_id=conversation.assignee_id,
+        unread_count=conversation.unread_count,
+        last_message_at=conversation.last_message_at,
+        window_expires_at=window_expires_at(contact.last_inbound_at),
+        window_open=is_window_open(contact.last_inbound_at),
+        created_at=conversation.created_at,
+        resolved_at=conversation.resolved_at,
+    )
+
+
+async def _with_contacts(
+    session: AsyncSession, organization_id: str, conversations: list[Conversation]
+) -> list[ConversationOut]:
+    contacts = ContactRepository(session, organization_id)
+    ids = list({c.contact_id for c in conversations})
+    by_id = {c.id: c for c in await session.scalars(contacts.select().where(Contact.id.in_(ids)))} if ids else {}
+    tags = await contacts.tags_for(ids)
+    return [conversation_out(c, by_id[c.contact_id], tags.get(c.contact_id, [])) for c in conversations]
+
+
+async def list_conversations(
+    session: AsyncSession, *, organization_id: str, status: str | None, page: PageRequest
+) -> Page[ConversationOut]:
+    repository = ConversationRepository(session, organization_id)
+    conversations, total = await repository.page(repository.listing(status=status), page)
+    items = await _with_contacts(session, organization_id, conversations)
+    return Page.of(items, request=page, total=total)
+
+
+async def get_conversation(session: AsyncSession, *, organization_id: str, conversation_id: str) -> ConversationDetail:
+    conversation = await ConversationRepository(session, organization_id).get(conversation_id)
+    (summary,) = await _with_contacts(session, organization_id, [conversation])
+    messages = await MessageRepository(session, organization_id).recent_in_conversation(
+        conversation.id, limit=RECENT_MESSAGES
+    )
+    return ConversationDetail(**summary.model_dump(), messages=[message_out(m) for m in messages])
+
+
+async def _require_member(session: AsyncSession, organization_id: str, user_id: str) -> None:
+    member = await session.scalar(
+        select(Membership.id).where(Membership.organization_id == organization_id, Membership.user_id == user_id)
+    )
+    if member is None:
+        raise AssigneeNotFound(f"No member {user_id} in this organization to assign the conversation to")
+
+
+async def update_conversation(
+    session: AsyncSession, *, organization_id: str, conversation_id: str, data: ConversationUpdate
+) -> ConversationDetail:
+    """Assign, unassign, resolve or reopen.
+
+    Giving an assignee makes an OPEN conversation ASSIGNED; removing it makes an ASSIGNED one OPEN;
+    OPEN means nobody's, so setting it clears the assignee; RESOLVED keeps who handled it.
+    """
+    conversation = await ConversationRepository(session, organization_id).get(conversation_id)
+    fields = data.model_fields_set
+    if not fields:
+        raise InvalidRequest("Nothing to change: give status and/or assigneeId")
+    status = data.status if "status" in fields else None
+    if "status" in fields and status is None:
+        raise InvalidRequest("status cannot be null: use OPEN, ASSIGNED or RESOLVED")
+    if "assignee_id" in fields:
+        if data.assignee_id is not None:
+            await _require_member(session, organization_id, data.assignee_id)
+            if status == "OPEN":
+                raise InvalidTransition("An OPEN conversation has no assignee: use status ASSIGNED or leave it out")
+        conversation.assignee_id = data.assignee_id
+        if status is None and conversation.status != "RESOLVED":
+            status = "ASSIGNED" if data.assignee_id else "OPEN"
+    if status == "ASSIGNED" and conversation.assignee_id is None:
+        raise InvalidTransition("status ASSIGNED needs an assigneeId")
+    if status == "OPEN":
+        conversation.assignee_id = None
+    if status is not None and status != conversation.status:
+        await _change_status(session, conversation, status)
+    conversation.updated_at = now()
+    await session.flush()
+    return await get_conversation(session, organization_id=organization_id, conversation_id=conversation.id)
+
+
+async def _change_status(session: AsyncSession, conversation: Conversation, status: str) -> None:
+    if conversation.status == "RESOLVED":
+        # Reopening: only one unresolved thread per contact may exist.
+        active = await session.scalar(
+            select(Conversation.id).where(
+                Conversation.organization_id == conversation.organization_id,
+                Conversation.contact_id == conversation.contact_id,
+                Conversation.status != "RESOLVED",
+                Conversation.id != conversation.id,
+            )
+        )
+        if active is not None:
+            raise InvalidTransition(f"This contact already has an active conversation: {active}")
+    conversation.status = status
+    conversation.resolved_at = now() if status == "RESOLVED" else None
+
+
+async def mark_read(session: AsyncSession, *, organization_id: str, conversation_id: str) -> ConversationDetail:
+    conversation = await ConversationRepository(session, organization_id).get(conversation_id)
+    conversation.unread_count = 0
+    await session.flush()
+    return await get_conversation(session, organization_id=organization_id, conversation_id=conversation.id)
+
+
+async def thread_for_message(
+    session: AsyncSession, *, organization_id: str, contact: Contact, inbound: bool, at: datetime
+) -> Conversation:
+    """The conversation a new message belongs to.
+
+    The first message either way opens one. A customer's message reopens the latest resolved
+    thread (back to its assignee if it had one) instead of starting another; our own messages
+    join it without reopening it.
+    """
+    repository = ConversationRepository(session, organization_id)
+    conversation = await repository.latest_for_contact(contact.id)
+    if conversation is None:
+        conversation = repository.add(
+            Conversation(id=new_id("cnv"), contact_id=contact.id, status="OPEN", unread_count=0, created_at=at)
+        )
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError:
+            found = await repository.latest_for_contact(contact.id)
+            if found is None:
+                raise
+            conversation = found
+    elif conversation.status == "RESOLVED" and inbound:
+        conversation.status = "ASSIGNED" if conversation.assignee_id else "OPEN"
+        conversation.resolved_at = None
+    if inbound:
+        conversation.unread_count += 1
+    conversation.last_message_at = max(filter(None, [conversation.last_message_at, at]))
+    conversation.updated_at = now()
+    return conversation

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every router: dependencies, middleware, error rendering, OpenAPI."""

@@ -1,0 +1,1 @@
+"""Messages: sending every WhatsApp type, recording inbound ones, and their delivery status."""

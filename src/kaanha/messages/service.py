@@ -1,0 +1,252 @@
+"""Message rules: validating and queueing sends, recording inbound messages, listing them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaanha.contacts.repository import ContactRepository
+from kaanha.contacts.service import ensure_contact, normalize_for_organization
+from kaanha.conversations.repository import ConversationRepository
+from kaanha.conversations.service import thread_for_message
+from kaanha.conversations.window import require_open_window
+from kaanha.errors import InvalidRequest
+from kaanha.kit.clock import now
+from kaanha.kit.ids import new_id
+from kaanha.kit.pagination import Page, PageRequest
+from kaanha.kit.urls import check_public_url
+from kaanha.media.repository import MediaRepository
+from kaanha.media.rules import check_sendable
+from kaanha.messages.content import MEDIA_TYPES, InvalidMessage, build_content
+from kaanha.messages.repository import MessageRepository
+from kaanha.messages.schemas import MessageOut, SendRequest, message_out
+from kaanha.messages.status import STATUS_RANK
+from kaanha.models import Contact, Message
+from kaanha.runtime import Runtime
+from kaanha.templates.service import render_preview, resolve_for_send
+from kaanha.worker.queue import enqueue
+
+SEND_JOB = "messages.send"
+
+
+class ReactionTargetInvalid(InvalidRequest):
+    code = "invalid_reaction_target"
+
+
+async def list_messages(
+    session: AsyncSession, *, organization_id: str, conversation_id: str | None, page: PageRequest
+) -> Page[MessageOut]:
+    repository = MessageRepository(session, organization_id)
+    if conversation_id:
+        await ConversationRepository(session, organization_id).get(conversation_id)
+    messages, total = await repository.page(repository.listing(conversation_id=conversation_id), page)
+    return Page.of([message_out(m) for m in messages], request=page, total=total)
+
+
+async def get_message(session: AsyncSession, *, organization_id: str, message_id: str) -> MessageOut:
+    return message_out(await MessageRepository(session, organization_id).get(message_id))
+
+
+async def send_message(
+    session: AsyncSession, *, runtime: Runtime, organization_id: str, request: SendRequest
+) -> MessageOut:
+    """Validate a send against WhatsApp's rules, then store it `queued` with its send job.
+
+    Every check runs before anything is written: a refused send leaves no trace. The message and
+    the job that will send it commit together (the outbox), so a crash can't lose or orphan either.
+    """
+    phone = await normalize_for_organization(session, organization_id=organization_id, phone=request.to)
+    content = build_content(request)
+    contact = await ContactRepository(session, organization_id).find_by_phone(phone)
+    require_open_window(contact.last_inbound_at if contact else None, message_type=request.type)
+    content = await _resolve_references(session, runtime, organization_id, request, content)
+    conversation = (
+        await ConversationRepository(session, organization_id).latest_for_contact(contact.id) if contact else None
+    )
+    reply_to = await _resolve_reply_to(
+        session, organization_id, request.reply_to, conversation_id=conversation.id if conversation else None
+    )
+    if request.type == "reaction":
+        content = await _resolve_reaction_target(
+            session, organization_id, content, conversation_id=conversation.id if conversation else None
+        )
+    limiter = runtime.rate_limiter
+    if runtime.settings.rate_limits.enabled:
+        await limiter.check(
+            limiter.parse(runtime.settings.rate_limits.per_recipient),
+            "recipient",
+            organization_id,
+            phone,
+            message=f"Too many messages to {phone}: the limit is {runtime.settings.rate_limits.per_recipient} "
+            "per recipient",
+        )
+    return message_out(
+        await _store_outbound(
+            session,
+            organization_id=organization_id,
+            phone=phone,
+            request=request,
+            content=content,
+            reply_to=reply_to,
+        )
+    )
+
+
+async def _resolve_references(
+    session: AsyncSession,
+    runtime: Runtime,
+    organization_id: str,
+    request: SendRequest,
+    content: dict[str, Any],
+) -> dict[str, Any]:
+    if request.type in MEDIA_TYPES:
+        if request.media_id:
+            media = await MediaRepository(session, organization_id).get(request.media_id)
+            check_sendable(request.type, mime_type=media.mime_type, size=media.size)
+            content["mimeType"] = media.mime_type
+            if request.type == "document" and "filename" not in content:
+                if not media.filename:
+                    raise InvalidMessage("A 'document' needs a 'filename' (the upload had none)")
+                content["filename"] = media.filename
+        elif request.media_url:
+            check_public_url(request.media_url, allow_private=runtime.settings.allow_private_urls)
+    if request.type == "template":
+        template = await resolve_for_send(
+            session,
+            organization_id=organization_id,
+            name=content["templateName"],
+            language=content["language"],
+            components=content["components"],
+        )
+        content["category"] = template.category
+        content["preview"] = render_preview(template, content["components"])
+    return content
+
+
+async def _resolve_reply_to(
+    session: AsyncSession, organization_id: str, reply_to: str | None, *, conversation_id: str | None
+) -> Message | None:
+    if reply_to is None:
+        return None
+    target = await MessageRepository(session, organization_id).find_by_any_id(reply_to)
+    if target is None:
+        raise MessageNotFoundForReply(f"Message {reply_to} to reply to not found")
+    if target.conversation_id != conversation_id:
+        raise InvalidMessage(
+            f"Message {reply_to} is not in this contact's conversation; replies quote their own thread"
+        )
+    return target
+
+
+class MessageNotFoundForReply(InvalidRequest):
+    status_code = 404
+    code = "message_not_found"
+
+
+async def _resolve_reaction_target(
+    session: AsyncSession, organization_id: str, content: dict[str, Any], *, conversation_id: str | None
+) -> dict[str, Any]:
+    target = await MessageRepository(session, organization_id).find_by_any_id(content["messageId"])
+    if target is None:
+        raise MessageNotFoundForReply(f"Message {content['messageId']} to react to not found")
+    if target.conversation_id != conversation_id:
+        raise ReactionTargetInvalid(
+            f"Message {content['messageId']} is not in this contact's conversation; react to one of theirs"
+        )
+    if target.whatsapp_message_id is None:
+        raise ReactionTargetInvalid("That message has not reached WhatsApp yet, so it can't be reacted to")
+    return {**content, "messageId": target.id, "whatsappMessageId": target.whatsapp_message_id}
+
+
+async def _store_outbound(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    phone: str,
+    request: SendRequest,
+    content: dict[str, Any],
+    reply_to: Message | None,
+) -> Message:
+    moment = now()
+    contact = await ensure_contact(session, organization_id=organization_id, phone=phone)
+    contact.last_message_at = moment
+    conversation = await thread_for_message(
+        session, organization_id=organization_id, contact=contact, inbound=False, at=moment
+    )
+    message = MessageRepository(session, organization_id).add(
+        Message(
+            id=new_id("msg"),
+            conversation_id=conversation.id,
+            contact_id=contact.id,
+            direction="outbound",
+            type=request.type,
+            status="queued",
+            status_rank=STATUS_RANK["queued"],
+            content=content,
+            reply_to_id=reply_to.id if reply_to else None,
+            created_at=moment,
+        )
+    )
+    await session.flush()
+    enqueue(session, kind=SEND_JOB, payload={"messageId": message.id}, organization_id=organization_id)
+    return message
+
+
+async def record_inbound(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    phone: str,
+    profile_name: str | None,
+    whatsapp_message_id: str,
+    message_type: str,
+    content: dict[str, Any],
+    sent_at: datetime,
+    reply_to_wamid: str | None = None,
+) -> Message | None:
+    """Store a customer's message; None when this WhatsApp id was already stored (Meta retries).
+
+    The contact is created or named, the conversation opened or reopened, and the 24-hour window
+    moves to this message's time (never backwards, as webhooks may arrive out of order).
+    """
+    repository = MessageRepository(session, organization_id)
+    if await repository.find_by_wamid(whatsapp_message_id) is not None:
+        return None
+    contact = await ensure_contact(session, organization_id=organization_id, phone=phone, profile_name=profile_name)
+    _touch_inbound(contact, sent_at)
+    conversation = await thread_for_message(
+        session, organization_id=organization_id, contact=contact, inbound=True, at=sent_at
+    )
+    reply_to = await repository.find_by_wamid(reply_to_wamid) if reply_to_wamid else None
+    message = repository.add(
+        Message(
+            id=new_id("msg"),
+            conversation_id=conversation.id,
+            contact_id=contact.id,
+            direction="inbound",
+            type=message_type,
+            status="received",
+            status_rank=STATUS_RANK["received"],
+            content=content,
+            whatsapp_message_id=whatsapp_message_id,
+            reply_to_id=reply_to.id if reply_to else None,
+            created_at=sent_at,
+        )
+    )
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        return None  # the same WhatsApp message, stored by a concurrent delivery of the webhook
+    return message
+
+
+def _touch_inbound(contact: Contact, at: datetime) -> None:
+    if contact.last_inbound_at is None or at > contact.last_inbound_at:
+        contact.last_inbound_at = at
+    if contact.last_message_at is None or at > contact.last_message_at:
+        contact.last_message_at = at
+    contact.updated_at = now()

@@ -1,0 +1,58 @@
+"""Delivery status that only moves forward, whatever order Meta's status webhooks arrive in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kaanha.models import Message
+
+# failed may follow sent or delivered (multi-device); read beats everything; received is inbound.
+STATUS_RANK = {"queued": 0, "sent": 10, "delivered": 20, "failed": 25, "read": 30, "received": 40}
+# WhatsApp's `played` (a voice message listened to) is a read for our status model.
+PROVIDER_STATUS = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "played": "read",
+    "failed": "failed",
+}
+
+
+async def advance_status(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    whatsapp_message_id: str | None = None,
+    message_id: str | None = None,
+    status: str,
+    at: datetime,
+    error_code: int | None = None,
+    error_message: str | None = None,
+) -> bool:
+    """Move a message to `status` unless it is already there or further; True when it moved.
+
+    One conditional UPDATE: duplicates and out-of-order updates are harmless without locks.
+    """
+    rank = STATUS_RANK[status]
+    values: dict[str, object] = {"status": status, "status_rank": rank}
+    if status in ("sent", "delivered", "read"):
+        values["sent_at"] = func.coalesce(Message.sent_at, at)
+    if status in ("delivered", "read"):
+        # A read implies a delivery even when Meta never reported it.
+        values["delivered_at"] = func.coalesce(Message.delivered_at, at)
+    if status == "read":
+        values["read_at"] = func.coalesce(Message.read_at, at)
+    if status == "failed":
+        values.update(failed_at=at, error_code=error_code, error_message=error_message)
+    query = update(Message).where(Message.organization_id == organization_id, Message.status_rank < rank)
+    if message_id is not None:
+        query = query.where(Message.id == message_id)
+    elif whatsapp_message_id is not None:
+        query = query.where(Message.whatsapp_message_id == whatsapp_message_id)
+    else:
+        raise ValueError("advance_status needs a message id or a WhatsApp message id")
+    result = await session.execute(query.values(**values), execution_options={"synchronize_session": False})
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,33 @@
+"""Every ORM table; importing this package registers them all on `Model.metadata`."""
+
+from kaanha.models.api_key import ApiKey
+from kaanha.models.base import Model, TenantModel
+from kaanha.models.contact import Contact, ContactTag
+from kaanha.models.conversation import Conversation
+from kaanha.models.idempotency import IdempotencyRecord
+from kaanha.models.inbound_event import InboundEvent
+from kaanha.models.job import Job
+from kaanha.models.media import Media
+from kaanha.models.message import Message
+from kaanha.models.organization import Organization, WhatsAppConnection
+from kaanha.models.template import Template
+from kaanha.models.user import Membership, User
+
+__all__ = [
+    "ApiKey",
+    "Contact",
+    "ContactTag",
+    "Conversation",
+    "IdempotencyRecord",
+    "InboundEvent",
+    "Job",
+    "Media",
+    "Membership",
+    "Message",
+    "Model",
+    "Organization",
+    "Template",
+    "TenantModel",
+    "User",
+    "WhatsAppConnection",
+]

@@ -1,0 +1,39 @@
+"""Messages in both directions, with their delivery status and WhatsApp id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kaanha.models.base import TenantModel, created_at_column
+
+
+class Message(TenantModel):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "whatsapp_message_id"),
+        Index("ix_messages_organization_id_created_at", "organization_id", "created_at"),
+        Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(40), ForeignKey("conversations.id", ondelete="CASCADE"))
+    contact_id: Mapped[str] = mapped_column(String(40), ForeignKey("contacts.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(10))
+    type: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10))
+    # Order of `status` (queued < sent < delivered < read), so updates only move forward.
+    status_rank: Mapped[int] = mapped_column(default=0)
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    whatsapp_message_id: Mapped[str | None] = mapped_column(String(200))
+    reply_to_id: Mapped[str | None] = mapped_column(String(40))
+    error_code: Mapped[int | None] = mapped_column()
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = created_at_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    read_at: Mapped[datetime | None] = mapped_column()
+    failed_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,43 @@
+"""Organizations (tenants) and their WhatsApp connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kaanha.models.base import Model, created_at_column, updated_at_column
+
+
+class Organization(Model):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(20), default="starter")
+    default_region: Mapped[str] = mapped_column(String(2), default="IN")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class WhatsAppConnection(Model):
+    """How an organization reaches WhatsApp: the sandbox, or Meta's Cloud API with its credentials."""
+
+    __tablename__ = "whatsapp_connections"
+
+    organization_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    type: Mapped[str] = mapped_column(String(20), default="sandbox")
+    phone_number: Mapped[str | None] = mapped_column(String(32))
+    business_name: Mapped[str | None] = mapped_column(String(200))
+    phone_number_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    waba_id: Mapped[str | None] = mapped_column(String(64))
+    access_token_encrypted: Mapped[str | None] = mapped_column(String(2000))
+    app_secret_encrypted: Mapped[str | None] = mapped_column(String(500))
+    verify_token: Mapped[str | None] = mapped_column(String(200))
+    connected: Mapped[bool] = mapped_column(default=True)
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()

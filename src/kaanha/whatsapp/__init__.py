@@ -1,0 +1,1 @@
+"""WhatsApp connections: the provider interface, the sandbox, and the inbound webhook pipeline."""

@@ -1,0 +1,1 @@
+"""The sandbox connection: behaves like the Cloud API without leaving the machine."""

@@ -1,0 +1,170 @@
+"""Workers: claim due jobs, run each in its own transaction with its completion, retry with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import event, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from kaanha.kit.clock import now
+from kaanha.models import Job
+from kaanha.runtime import Runtime
+from kaanha.worker.queue import claim, next_due_at, wake_event
+
+logger = logging.getLogger("kaanha.worker")
+
+Handler = Callable[[AsyncSession, Runtime, Job], Awaitable[None]]
+HANDLERS: dict[str, Handler] = {}
+HANDLER_MODULES = ("kaanha.messages.tasks", "kaanha.whatsapp.sandbox.tasks")
+
+
+class RetryLater(Exception):
+    """Raised by a handler to run the job again after `delay` (throttling, a busy provider)."""
+
+    def __init__(self, reason: str, *, delay: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler whose job can never succeed; it is not retried."""
+
+
+def task(kind: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        HANDLERS[kind] = handler
+        return handler
+
+    return register
+
+
+def load_handlers() -> None:
+    for module in HANDLER_MODULES:
+        importlib.import_module(module)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop("wake_workers", False):
+        wake_event().set()
+
+
+def backoff(attempt: int) -> timedelta:
+    """Exponential from 1 s, capped at 10 minutes, with jitter so retries don't arrive in herds."""
+    seconds = min(600.0, 2.0 ** max(0, attempt - 1))
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+class LeaseLost(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, *, batch_size: int = 20, poll_interval: float = 1.0) -> None:
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        load_handlers()
+
+    async def run_once(self) -> int:
+        """Claim and run one batch of due jobs; return how many were claimed."""
+        async with self.runtime.database.transaction() as session:
+            jobs = await claim(session, worker_id=self.worker_id, limit=self.batch_size)
+        for job in jobs:
+            await self._run(job)
+        return len(jobs)
+
+    async def _run(self, job: Job) -> None:
+        handler = HANDLERS.get(job.kind)
+        try:
+            if handler is None:
+                raise PermanentFailure(f"no handler for job kind '{job.kind}'")
+            async with self.runtime.database.transaction() as session:
+                await handler(session, self.runtime, job)
+                finished = await session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.locked_by == self.worker_id, Job.status == "running")
+                    .values(status="done", finished_at=now(), locked_until=None)
+                )
+                if finished.rowcount != 1:  # type: ignore[attr-defined]
+                    # Our lease ran out and another worker took the job: undo our work, theirs counts.
+                    raise LeaseLost(job.id)
+        except LeaseLost:
+            logger.warning("job %s lost its lease; its work was rolled back", job.id)
+        except Exception as error:
+            await self._record_failure(job, error)
+
+    async def _record_failure(self, job: Job, error: Exception) -> None:
+        retry = isinstance(error, RetryLater) or (
+            not isinstance(error, PermanentFailure) and job.attempts < job.max_attempts
+        )
+        if isinstance(error, RetryLater) and job.attempts >= job.max_attempts * 3:
+            retry = False
+        delay = error.delay if isinstance(error, RetryLater) and error.delay else backoff(job.attempts)
+        if not isinstance(error, RetryLater | PermanentFailure):
+            logger.exception("job %s (%s) failed on attempt %s", job.id, job.kind, job.attempts, exc_info=error)
+        async with self.runtime.database.transaction() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.locked_by == self.worker_id)
+                .values(
+                    status="pending" if retry else "failed",
+                    run_at=now() + delay,
+                    locked_by=None,
+                    locked_until=None,
+                    last_error=f"{type(error).__name__}: {error}"[:2000],
+                    finished_at=None if retry else now(),
+                )
+            )
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set: run due jobs, then sleep until the next is due or a wake-up."""
+        wake = wake_event()
+        while not stop.is_set():
+            try:
+                claimed = await self.run_once()
+                if claimed:
+                    continue
+                async with self.runtime.database.sessions() as session:
+                    due = await next_due_at(session)
+            except Exception:
+                logger.exception("worker loop error; retrying shortly")
+                due = None
+            wait = self.poll_interval
+            if due is not None:
+                wait = max(0.0, min(wait, (due - now()).total_seconds()))
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(wake, stop), timeout=wait)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def drain(runtime: Runtime, *, max_rounds: int = 100) -> int:
+    """Run every job that is due now, including those the jobs enqueue; for tests and the CLI."""
+    worker = Worker(runtime)
+    total = 0
+    for _ in range(max_rounds):
+        claimed = await worker.run_once()
+        total += claimed
+        if not claimed:
+            break
+    return total
