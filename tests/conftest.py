@@ -29,10 +29,6 @@ from kaanha.runtime import Runtime
 API = "/api/whatsapp-api"
 
 
-def _sync_url(url: str) -> str:
-    return url.replace("+asyncpg", "+psycopg2") if "+asyncpg" in url else url
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of our own for this run, dropped at its end, whatever earlier runs left behind."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 ERROR_SCHEMA = {
@@ -38,4 +39,9 @@ def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 wanted["415"] = "Unsupported media type"
             for status, description in wanted.items():
                 responses.setdefault(status, {"description": description, "content": error_content})
+    # Validation errors answer 400 with Error, so FastAPI's 422 shapes would only mislead client generators.
+    schemas = schema["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):  # the first refers to the second
+        if f'"#/components/schemas/{name}"' not in json.dumps(schema):
+            schemas.pop(name, None)
     return schema

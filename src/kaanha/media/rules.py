@@ -48,10 +48,18 @@ def sniff_mime_type(head: bytes) -> str | None:
     return mime
 
 
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
+
+
 def _looks_like_docx(head: bytes) -> bool:
     # A DOCX is a ZIP whose first entries name word/ parts; the local headers are in the first bytes.
-    if b"word/" in head or (b"[Content_Types].xml" in head and b"word" in head):
-        return True
+    # Only entry names count: "password/notes.txt" in a plain ZIP is not a Word document.
+    offset = head.find(_ZIP_LOCAL_HEADER)
+    while offset != -1 and offset + 30 <= len(head):
+        name_length = int.from_bytes(head[offset + 26 : offset + 28], "little")
+        if head[offset + 30 : offset + 30 + name_length].startswith(b"word/"):
+            return True
+        offset = head.find(_ZIP_LOCAL_HEADER, offset + 4)
     try:
         with zipfile.ZipFile(BytesIO(head)) as archive:
             return any(name.startswith("word/") for name in archive.namelist())
@@ -69,5 +77,6 @@ def check_sendable(message_type: str, *, mime_type: str, size: int) -> None:
         )
     if size > limit:
         raise MediaNotSendable(
-            f"This {message_type} is {size / MB:.1f} MB; WhatsApp's limit for {message_type} is {limit // MB} MB"
+            f"This {message_type} is {size / MB:.2f} MB ({size} bytes); "
+            f"WhatsApp's limit for {message_type} is {limit // MB} MB"
         )

@@ -11,6 +11,7 @@ from kaanha.models import Message
 
 # failed may follow sent or delivered (multi-device); read beats everything; received is inbound.
 STATUS_RANK = {"queued": 0, "sent": 10, "delivered": 20, "failed": 25, "read": 30, "received": 40}
+ERROR_MESSAGE_LIMIT = 1000  # the length of messages.error_message
 # WhatsApp's `played` (a voice message listened to) is a read for our status model.
 PROVIDER_STATUS = {
     "sent": "sent",
@@ -46,7 +47,9 @@ async def advance_status(
     if status == "read":
         values["read_at"] = func.coalesce(Message.read_at, at)
     if status == "failed":
-        values.update(failed_at=at, error_code=error_code, error_message=error_message)
+        # Meta's error details have no length limit; the column has (PostgreSQL refuses longer text).
+        message = error_message[:ERROR_MESSAGE_LIMIT] if error_message else error_message
+        values.update(failed_at=at, error_code=error_code, error_message=message)
     query = update(Message).where(Message.organization_id == organization_id, Message.status_rank < rank)
     if message_id is not None:
         query = query.where(Message.id == message_id)

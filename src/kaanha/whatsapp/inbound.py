@@ -172,7 +172,8 @@ async def process_payload(session: AsyncSession, payload: dict[str, Any]) -> Inb
 async def _apply_messages(
     session: AsyncSession, organization_id: str, value: dict[str, Any], summary: InboundSummary
 ) -> None:
-    names = {c.get("wa_id"): (c.get("profile") or {}).get("name") for c in value.get("contacts") or []}
+    # An empty profile name (Meta, or the sandbox without `name`) is no name: leave the contact's null.
+    names = {c.get("wa_id"): (c.get("profile") or {}).get("name") or None for c in value.get("contacts") or []}
     for raw in value.get("messages") or []:
         sender = str(raw.get("from") or "")
         if not sender or not raw.get("id"):
