@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import Field, field_validator
 
@@ -41,3 +41,9 @@ class ApiKeyCreate(RequestSchema):
         if not scopes:
             raise ValueError("give at least one scope, or leave scopes out for all of them")
         return sorted(set(scopes))
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A time without a zone is UTC, as everywhere in the API (and in `kaanha keys create`).
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

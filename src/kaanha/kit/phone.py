@@ -41,8 +41,11 @@ def wa_id(e164: str) -> str:
     return e164.lstrip("+")
 
 
-def from_wa_id(digits: str) -> str:
-    return digits if digits.startswith("+") else f"+{digits}"
+def from_wa_id(sender: str) -> str:
+    """E.164 for a WhatsApp id of digits; any other id (a user without a visible phone) is kept as it is."""
+    if sender.isdigit():
+        return f"+{sender}"
+    return sender[:64]
 
 
 def display_phone(e164: str | None) -> str | None:

@@ -19,7 +19,8 @@ class Contact(TenantModel):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20))
+    # E.164 is at most 16 characters; room is left for the ids Meta gives users without a phone (BSUID).
+    phone: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     opted_in: Mapped[bool] = mapped_column(default=False)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.kit.clock import now
 from kaanha.kit.phone import from_wa_id
+from kaanha.media.repository import MediaRepository
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import record_inbound
 from kaanha.messages.status import PROVIDER_STATUS, advance_status
@@ -179,6 +180,8 @@ async def _apply_messages(
         if not sender or not raw.get("id"):
             continue
         message_type, content = parse_message(raw)
+        if content.get("providerMediaId"):
+            await _link_known_media(session, organization_id, content)
         if message_type == "reaction" and content.get("whatsappMessageId"):
             target = await MessageRepository(session, organization_id).find_by_wamid(content["whatsappMessageId"])
             if target is not None:
@@ -198,6 +201,14 @@ async def _apply_messages(
             summary.duplicates += 1
         else:
             summary.messages.append(stored)
+
+
+async def _link_known_media(session: AsyncSession, organization_id: str, content: dict[str, Any]) -> None:
+    """Point inbound media at our store when we hold its bytes already (the sandbox sends our own ids)."""
+    media = await MediaRepository(session, organization_id).find(str(content["providerMediaId"]))
+    if media is not None:
+        content["mediaId"] = media.id
+        content["mimeType"] = media.mime_type
 
 
 async def _apply_statuses(

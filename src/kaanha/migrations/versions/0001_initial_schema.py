@@ -93,7 +93,7 @@ def upgrade() -> None:
     op.create_table(
         "contacts",
         sa.Column("id", sa.String(length=40), nullable=False),
-        sa.Column("phone", sa.String(length=20), nullable=False),
+        sa.Column("phone", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=True),
         sa.Column("email", sa.String(length=320), nullable=True),
         sa.Column("opted_in", sa.Boolean(), nullable=False),

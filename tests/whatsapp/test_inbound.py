@@ -1,0 +1,130 @@
+"""The inbound pipeline over Meta's real webhook payloads: every message kept with its content."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from kaanha.models import Message, WhatsAppConnection
+from kaanha.whatsapp.inbound import process_payload
+from tests.conftest import API
+
+PAYLOADS = Path(__file__).parent / "payloads"
+INBOUND = sorted(PAYLOADS.glob("inbound_*.json"))
+
+# What each real payload must become: our message type and a piece of its content.
+EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "inbound_audio": ("audio", {"voice": False}),
+    "inbound_button_quick_reply": ("button", {}),
+    "inbound_contacts": ("contact", {}),
+    "inbound_document": ("document", {}),
+    "inbound_image": ("image", {}),
+    "inbound_interactive_button_reply": ("interactive", {}),
+    "inbound_interactive_list_reply": ("interactive", {}),
+    "inbound_interactive_nfm_reply_flow": ("interactive", {}),
+    "inbound_location_named_place": ("location", {}),
+    "inbound_order": ("order", {}),
+    "inbound_reaction": ("reaction", {"removed": False}),
+    "inbound_reaction_removed_empty_emoji": ("reaction", {"removed": True}),
+    "inbound_revoke_deleted": ("revoke", {}),
+    "inbound_sticker_static": ("sticker", {}),
+    "inbound_system_user_changed_number": ("system", {}),
+    "inbound_text": ("text", {"text": "Does it come in another color?"}),
+    "inbound_text_ctwa_ad_referral": ("text", {}),
+    "inbound_text_forwarded": ("text", {"forwarded": True}),
+    "inbound_text_referred_product": ("text", {}),
+    "inbound_text_reply_context": ("text", {}),
+    "inbound_unsupported": ("unsupported", {"originalType": "unsupported"}),
+    "inbound_video_forwarded_caption": ("video", {"forwarded": True}),
+}
+
+
+async def _routed_to(runtime, tenant, payload: dict[str, Any]) -> dict[str, Any]:
+    async with runtime.database.sessions() as session:
+        connection = await session.get(WhatsAppConnection, tenant.organization_id)
+        assert connection is not None
+        phone_number_id = connection.phone_number_id
+    routed = copy.deepcopy(payload)
+    for entry in routed["entry"]:
+        for change in entry["changes"]:
+            change["value"]["metadata"]["phone_number_id"] = phone_number_id
+    return routed
+
+
+async def _count(runtime) -> int:
+    async with runtime.database.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Message)) or 0)
+
+
+def test_every_payload_file_has_an_expectation():
+    assert {path.stem for path in INBOUND} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("path", INBOUND, ids=lambda path: path.stem)
+async def test_real_payload_becomes_a_message(path, runtime, tenant):
+    payload = await _routed_to(runtime, tenant, json.loads(path.read_text()))
+    raw = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    async with runtime.database.transaction() as session:
+        summary = await process_payload(session, payload)
+    assert len(summary.messages) == 1
+    message = summary.messages[0]
+    message_type, content = EXPECTED[path.stem]
+    assert message.type == message_type
+    assert message.direction == "inbound"
+    assert message.status == "received"
+    assert message.whatsapp_message_id == raw["id"]
+    for key, value in content.items():
+        assert message.content[key] == value
+    if raw["type"] in ("image", "video", "audio", "document", "sticker"):
+        assert message.content["providerMediaId"] == raw[raw["type"]]["id"]
+        assert message.content["mimeType"] == raw[raw["type"]]["mime_type"]
+    if raw.get("referral"):
+        assert message.content["referral"]["source_type"] == raw["referral"]["source_type"]
+
+    # Meta retries and duplicates webhooks: the same payload again stores nothing new.
+    async with runtime.database.transaction() as session:
+        again = await process_payload(session, payload)
+    assert again.duplicates == 1
+    assert await _count(runtime) == 1
+
+
+async def test_unknown_fields_and_types_are_kept_not_dropped(runtime, tenant):
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    raw = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    raw.update(type="hologram", hologram={"beam": 3}, brand_new_field={"x": 1})
+    routed = await _routed_to(runtime, tenant, payload)
+    async with runtime.database.transaction() as session:
+        summary = await process_payload(session, routed)
+    (message,) = summary.messages
+    assert message.type == "unsupported"
+    assert message.content["originalType"] == "hologram"
+
+
+async def test_a_payload_for_an_unknown_number_is_ignored(runtime, tenant):
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    async with runtime.database.transaction() as session:
+        summary = await process_payload(session, payload)
+    assert summary.unrouted == 1
+    assert await _count(runtime) == 0
+
+
+async def test_sandbox_media_message_is_served_from_our_store(client, tenant):
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
+    upload = await client.post(f"{API}/media", headers=tenant.headers, files={"file": ("photo.png", png)})
+    media_id = upload.json()["mediaId"]
+    response = await client.post(
+        f"{API}/sandbox/inbound",
+        headers=tenant.headers,
+        json={"from": "+919876543210", "type": "image", "mediaId": media_id, "caption": "my receipt"},
+    )
+    assert response.status_code == 201, response.text
+    content = response.json()["content"]
+    assert content["mediaId"] == media_id
+    assert content["caption"] == "my receipt"
+    download = await client.get(f"/api/media/{content['mediaId']}", headers=tenant.headers)
+    assert download.content == png
