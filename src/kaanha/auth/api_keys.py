@@ -12,11 +12,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.auth.principal import Principal
+from kaanha.auth.schemas import ApiKeyOut
 from kaanha.auth.scopes import ALL_SCOPES
 from kaanha.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from kaanha.kit.clock import now
 from kaanha.kit.crypto import constant_time_equals, sha256_hex
 from kaanha.kit.ids import new_id
+from kaanha.kit.pagination import Page, PageRequest
+from kaanha.kit.repository import TenantRepository
 from kaanha.models import ApiKey
 
 KEY_PREFIX = "kh"
@@ -107,17 +110,20 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> Prin
     return Principal(organization_id=key.organization_id, scopes=frozenset(key.scopes), api_key_id=key.id)
 
 
-async def list_api_keys(session: AsyncSession, *, organization_id: str) -> list[ApiKey]:
-    result = await session.scalars(
-        select(ApiKey).where(ApiKey.organization_id == organization_id).order_by(ApiKey.created_at.desc())
-    )
-    return list(result)
+class ApiKeyRepository(TenantRepository[ApiKey]):
+    model = ApiKey
+    not_found = ApiKeyNotFound
+    noun = "API key"
+
+
+async def list_api_keys(session: AsyncSession, *, organization_id: str, page: PageRequest) -> Page[ApiKeyOut]:
+    repository = ApiKeyRepository(session, organization_id)
+    keys, total = await repository.page(repository.select().order_by(ApiKey.created_at.desc(), ApiKey.id), page)
+    return Page.of([ApiKeyOut.model_validate(key) for key in keys], request=page, total=total)
 
 
 async def revoke_api_key(session: AsyncSession, *, organization_id: str, key_id: str) -> ApiKey:
-    key = await session.scalar(select(ApiKey).where(ApiKey.organization_id == organization_id, ApiKey.id == key_id))
-    if key is None:
-        raise ApiKeyNotFound(f"API key {key_id} not found")
+    key = await ApiKeyRepository(session, organization_id).get(key_id)
     if key.revoked_at is None:
         key.revoked_at = now()
         await session.flush()

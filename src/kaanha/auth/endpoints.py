@@ -10,6 +10,7 @@ from kaanha.auth import api_keys
 from kaanha.auth.principal import Principal
 from kaanha.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from kaanha.http.dependencies import SessionDep, require_scope
+from kaanha.kit.pagination import Page, PageRequest, page_request
 
 router = APIRouter(prefix="/api-keys", tags=["API keys"])
 
@@ -17,10 +18,11 @@ Reader = Annotated[Principal, Depends(require_scope("api_keys:read"))]
 Writer = Annotated[Principal, Depends(require_scope("api_keys:write"))]
 
 
-@router.get("", summary="List API keys", response_model=dict[str, list[ApiKeyOut]])
-async def list_keys(principal: Reader, session: SessionDep) -> dict[str, list[ApiKeyOut]]:
-    keys = await api_keys.list_api_keys(session, organization_id=principal.organization_id)
-    return {"data": [ApiKeyOut.model_validate(key) for key in keys]}
+@router.get("", summary="List API keys", response_model=Page[ApiKeyOut])
+async def list_keys(
+    principal: Reader, session: SessionDep, paging: Annotated[PageRequest, Depends(page_request)]
+) -> Page[ApiKeyOut]:
+    return await api_keys.list_api_keys(session, organization_id=principal.organization_id, page=paging)
 
 
 @router.post("", summary="Create an API key", status_code=201, response_model=ApiKeyCreated)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from kaanha.auth.principal import Principal
 from kaanha.contacts import service
 from kaanha.contacts.schemas import ContactCreate, ContactOut, ContactUpdate
+from kaanha.errors import InvalidRequest
 from kaanha.http.dependencies import SessionDep, require_scope
 from kaanha.http.responses import JsonResponse
 from kaanha.idempotency.service import IdempotencyKeyHeader, idempotent
@@ -29,6 +30,8 @@ async def list_contacts(
     search: Annotated[str | None, Query(max_length=100, description="Name or phone, substring")] = None,
     tag: Annotated[str | None, Query(max_length=64, description="Only contacts with this tag")] = None,
 ) -> Page[ContactOut]:
+    if "\x00" in (search or "") + (tag or ""):
+        raise InvalidRequest("search and tag must not contain NUL characters (\\u0000)")
     return await service.list_contacts(
         session,
         organization_id=principal.organization_id,

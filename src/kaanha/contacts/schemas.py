@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -57,6 +58,10 @@ def _check_attributes(attributes: dict[str, AttributeValue] | None) -> dict[str,
             raise ValueError("attribute names are 1 to 64 characters")
         if isinstance(value, str) and len(value) > 1000:
             raise ValueError(f"attribute '{key}' is longer than 1000 characters")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"attribute '{key}' must be a finite number")
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ValueError(f"attribute '{key}' is outside the 64-bit integer range")
     return attributes
 
 

@@ -32,6 +32,8 @@ class TenantRepository(Generic[M]):
         return select(self.model).where(self.model.organization_id == self.organization_id)
 
     async def find(self, id_: str) -> M | None:
+        if "\x00" in id_:  # no id has one, and PostgreSQL refuses the query
+            return None
         result: M | None = await self.session.scalar(self.select().where(self.model.id == id_))
         return result
 

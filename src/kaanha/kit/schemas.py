@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -36,6 +36,26 @@ class RequestSchema(Schema):
         str_strip_whitespace=True,
         serialize_by_alias=True,
     )
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        _refuse_nul(value)
+        return value
+
+
+def _refuse_nul(value: Any) -> None:
+    """PostgreSQL stores no NUL character (text or JSONB): refuse it as invalid input, not a 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters (\\u0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _refuse_nul(item)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
