@@ -18,23 +18,12 @@ from kaanha.auth.scopes import ALL_SCOPES
 from kaanha.kit.clock import clock
 from kaanha.runtime import Runtime
 from tests.conftest import API, Tenant, make_tenant
+from tests.helpers import assert_error
 
 KEYS = f"{API}/api-keys"
 CONTACTS = f"{API}/contacts"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 KEY_SHAPE = re.compile(r"^kh_[a-z0-9]{10}_[A-Za-z0-9]{40}$")
-
-
-def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) >= {"error", "code"}, body
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -13,25 +13,13 @@ import pytest
 
 from kaanha.kit.clock import clock
 from tests.conftest import API, Tenant
+from tests.helpers import assert_error
 
 CONTACTS = f"{API}/contacts"
 ASHA = "+919876543210"
 RAVI = "+919812345678"
 MEERA = "+14155550123"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) >= {"error", "code"}, body
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    assert re.fullmatch(r"[a-z][a-z0-9_]*", body["code"]), body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def json_headers(tenant: Tenant) -> dict[str, str]:

@@ -13,6 +13,7 @@ from kaanha.kit.ids import new_id
 from kaanha.models import Membership, User
 from kaanha.runtime import Runtime
 from tests.conftest import API, Tenant, make_tenant
+from tests.helpers import inbound
 
 PHONE = "+919876543210"
 PHONES = ["+919811111111", "+919822222222", "+919833333333"]
@@ -27,17 +28,6 @@ CONVERSATION_FIELDS = {
     "windowExpiresAt",
     "createdAt",
 }
-
-
-async def inbound(
-    client: httpx.AsyncClient, tenant: Tenant, *, phone: str = PHONE, text: str = "Hi", name: str = "Asha"
-) -> dict[str, Any]:
-    response = await client.post(
-        f"{API}/sandbox/inbound", json={"from": phone, "name": name, "text": text}, headers=tenant.headers
-    )
-    assert response.status_code == 201, response.text
-    message: dict[str, Any] = response.json()
-    return message
 
 
 async def send_text(client: httpx.AsyncClient, tenant: Tenant, text: str, *, phone: str = PHONE) -> dict[str, Any]:

@@ -15,21 +15,10 @@ from kaanha.app import create_app
 from kaanha.config import RateLimitSettings
 from kaanha.runtime import Runtime
 from tests.conftest import API, make_tenant
+from tests.helpers import assert_error
 from tests.test_tenancy import all_routes
 
 PEER = "203.0.113.7"
-
-
-def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, str]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) >= {"error", "code"}, body
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 # --- Routing, parsing and validation errors --------------------------------------------------------

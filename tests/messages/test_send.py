@@ -19,6 +19,7 @@ from kaanha.models import Contact, Job
 from kaanha.runtime import Runtime
 from kaanha.worker.runner import drain
 from tests.conftest import API, Tenant, make_tenant
+from tests.helpers import inbound
 
 PHONE = "+919876543210"
 OTHER_PHONE = "+919812345678"
@@ -45,16 +46,6 @@ MESSAGE_FIELDS = {
     "deliveredAt",
     "readAt",
 }
-
-
-async def inbound(
-    client: httpx.AsyncClient, tenant: Tenant, *, phone: str = PHONE, text: str = "Hi", name: str = "Asha"
-) -> dict[str, Any]:
-    response = await client.post(
-        f"{API}/sandbox/inbound", json={"from": phone, "name": name, "text": text}, headers=tenant.headers
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def upload(client: httpx.AsyncClient, tenant: Tenant, data: bytes, filename: str, mime: str) -> str:
