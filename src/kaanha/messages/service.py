@@ -21,7 +21,7 @@ from kaanha.kit.urls import check_public_url
 from kaanha.media.repository import MediaRepository
 from kaanha.media.rules import check_sendable
 from kaanha.messages.content import MEDIA_TYPES, InvalidMessage, build_content
-from kaanha.messages.repository import MessageRepository
+from kaanha.messages.repository import MessageNotFound, MessageRepository
 from kaanha.messages.schemas import MessageOut, SendRequest, message_out
 from kaanha.messages.status import STATUS_RANK
 from kaanha.models import Contact, Message
@@ -133,7 +133,7 @@ async def _resolve_reply_to(
         return None
     target = await MessageRepository(session, organization_id).find_by_any_id(reply_to)
     if target is None:
-        raise MessageNotFoundForReply(f"Message {reply_to} to reply to not found")
+        raise MessageNotFound(f"Message {reply_to} to reply to not found")
     if target.conversation_id != conversation_id:
         raise InvalidMessage(
             f"Message {reply_to} is not in this contact's conversation; replies quote their own thread"
@@ -141,17 +141,12 @@ async def _resolve_reply_to(
     return target
 
 
-class MessageNotFoundForReply(InvalidRequest):
-    status_code = 404
-    code = "message_not_found"
-
-
 async def _resolve_reaction_target(
     session: AsyncSession, organization_id: str, content: dict[str, Any], *, conversation_id: str | None
 ) -> dict[str, Any]:
     target = await MessageRepository(session, organization_id).find_by_any_id(content["messageId"])
     if target is None:
-        raise MessageNotFoundForReply(f"Message {content['messageId']} to react to not found")
+        raise MessageNotFound(f"Message {content['messageId']} to react to not found")
     if target.conversation_id != conversation_id:
         raise ReactionTargetInvalid(
             f"Message {content['messageId']} is not in this contact's conversation; react to one of theirs"
