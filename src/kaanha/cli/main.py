@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from kaanha.auth import api_keys
 from kaanha.config import Settings
@@ -110,8 +111,13 @@ def keys_create(
 
     try:
         request = ApiKeyCreate(name=name, expires_at=expiry, scopes=scopes.split() if scopes else None)
-    except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
+    except ValidationError as error:
+        # "scopes: unknown scopes: bogus", not pydantic's report with its links and input dumps.
+        reasons = "; ".join(
+            f"{'.'.join(map(str, problem['loc']))}: {str(problem['msg']).removeprefix('Value error, ')}"
+            for problem in error.errors()
+        )
+        typer.echo(f"error: {reasons}", err=True)
         raise typer.Exit(code=2) from None
 
     async def work(runtime: Runtime) -> dict[str, Any]:
