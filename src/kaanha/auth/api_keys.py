@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaanha.auth.key_cache import VerifiedKey, verified_keys
 from kaanha.auth.principal import Principal
 from kaanha.auth.schemas import ApiKeyOut
 from kaanha.auth.scopes import ALL_SCOPES
@@ -96,18 +97,32 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> Prin
     match = _KEY_PATTERN.match(token)
     if not match:
         raise Unauthorized("Malformed API key: keys look like kh_xxxxxxxxxx_... as shown when created")
-    prefix = f"{KEY_PREFIX}_{match.group(1)}"
+    token_hash = sha256_hex(token)
+    moment = now()
+    cached = verified_keys.get(token_hash)
+    if cached is None:
+        cached = await _verify(session, prefix=f"{KEY_PREFIX}_{match.group(1)}", token_hash=token_hash)
+        verified_keys.put(token_hash, cached)
+    if cached.expires_at is not None and cached.expires_at <= moment:
+        raise Unauthorized("This API key has expired: create a new one")
+    if cached.last_used_at is None or moment - cached.last_used_at >= LAST_USED_RESOLUTION:
+        key_id = cached.principal.api_key_id
+        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=moment))
+        cached.last_used_at = moment
+    return cached.principal
+
+
+async def _verify(session: AsyncSession, *, prefix: str, token_hash: str) -> VerifiedKey:
     key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if key is None or not constant_time_equals(key.key_hash, sha256_hex(token)):
+    if key is None or not constant_time_equals(key.key_hash, token_hash):
         raise Unauthorized("Unknown API key: check it was copied whole, or create a new one")
     if key.revoked_at is not None:
         raise Unauthorized("This API key was revoked: create a new one")
-    moment = now()
-    if key.expires_at is not None and key.expires_at <= moment:
-        raise Unauthorized("This API key has expired: create a new one")
-    if key.last_used_at is None or moment - key.last_used_at >= LAST_USED_RESOLUTION:
-        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=moment))
-    return Principal(organization_id=key.organization_id, scopes=frozenset(key.scopes), api_key_id=key.id)
+    return VerifiedKey(
+        principal=Principal(organization_id=key.organization_id, scopes=frozenset(key.scopes), api_key_id=key.id),
+        expires_at=key.expires_at,
+        last_used_at=key.last_used_at,
+    )
 
 
 class ApiKeyRepository(TenantRepository[ApiKey]):
@@ -127,4 +142,5 @@ async def revoke_api_key(session: AsyncSession, *, organization_id: str, key_id:
     if key.revoked_at is None:
         key.revoked_at = now()
         await session.flush()
+    verified_keys.forget(key.id)
     return key

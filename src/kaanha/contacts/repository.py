@@ -39,7 +39,7 @@ class ContactRepository(TenantRepository[Contact]):
         return result
 
     def listing(self, *, search: str | None, tag: str | None) -> Select[Contact]:
-        query = self.select()
+        query = self.select(narrower_filter_follows=bool(search and len(search) >= _TRIGRAM))
         if tag:
             query = query.where(
                 Contact.id.in_(
@@ -51,9 +51,6 @@ class ContactRepository(TenantRepository[Contact]):
         if search:
             query = query.where(self._search_condition(search))
         return query.order_by(Contact.created_at.desc(), Contact.id.desc())
-
-    def _dialect(self) -> str:
-        return self.session.bind.dialect.name if self.session.bind else "sqlite"
 
     def _search_condition(self, search: str) -> ColumnElement[bool] | TextClause:
         """Name or phone contains `search`, case-insensitively; digits also match a formatted phone."""

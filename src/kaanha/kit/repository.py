@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Boolean, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.errors import NotFound
@@ -28,8 +28,20 @@ class TenantRepository(Generic[M]):
         self.session = session
         self.organization_id = organization_id
 
-    def select(self) -> Select[M]:
-        return select(self.model).where(self.model.organization_id == self.organization_id)
+    def select(self, *, narrower_filter_follows: bool = False) -> Select[M]:
+        """Rows of this organization only.
+
+        `narrower_filter_follows` tells SQLite's planner (which keeps no statistics) that the caller
+        adds a far more selective condition, such as a full-text match: the tenant filter is marked
+        likely() so the planner starts from that condition instead of scanning the tenant's index.
+        """
+        tenant = self.model.organization_id == self.organization_id
+        if narrower_filter_follows and self._dialect() == "sqlite":
+            tenant = func.likely(tenant, type_=Boolean)
+        return select(self.model).where(tenant)
+
+    def _dialect(self) -> str:
+        return self.session.bind.dialect.name if self.session.bind else "sqlite"
 
     async def find(self, id_: str) -> M | None:
         if "\x00" in id_:  # no id has one, and PostgreSQL refuses the query
