@@ -14,20 +14,17 @@ import asyncio
 import json
 import os
 import platform
-import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from benchmarks.loadgen import LoadSpec
@@ -44,6 +41,8 @@ from benchmarks.processes import (
     running,
 )
 from benchmarks.seed import seed_contacts
+from kaanha.kit.clock import now as clock_now
+from kaanha.testing.databases import scratch_postgres_database
 
 API = "/api/whatsapp-api"
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -66,22 +65,10 @@ def _database(backend: str, folder: Path, admin_url: str | None) -> Iterator[str
     if admin_url is None:
         yield f"sqlite+aiosqlite:///{folder / 'kaanha.db'}"
         return
-    base = make_url(admin_url)
-    name = f"kaanha_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        base.set(drivername="postgresql+psycopg", database=base.database or "postgres"),
-        isolation_level="AUTOCOMMIT",
-    )
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        _log(f"[{backend}] created database {name}")
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        _log(f"[{backend}] dropped database {name}")
+    with scratch_postgres_database(admin_url, prefix="kaanha_bench") as url:
+        _log(f"[{backend}] created database {make_url(url).database}")
+        yield url
+    _log(f"[{backend}] dropped it")
 
 
 def _check(url: str, headers: dict[str, str], expected_total: int | None) -> int | None:
@@ -241,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results, options))
     options.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "generatedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "generatedAt": clock_now().isoformat().replace("+00:00", "Z"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -12,12 +12,13 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
 from kaanha.database import Database
+from kaanha.kit.clock import now as clock_now
 from kaanha.kit.ids import new_id
 from kaanha.models import Contact, ContactTag
 
@@ -79,7 +80,7 @@ def _rows(organization_id: str, count: int, seed: int) -> tuple[list[dict[str, A
     rng = random.Random(seed)
     phones = _phones(rng, count)
     span = timedelta(days=730)
-    start = datetime.now(UTC) - span
+    start = clock_now() - span
     contacts: list[dict[str, Any]] = []
     tags: list[dict[str, Any]] = []
     for index, phone in enumerate(phones):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,8 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from kaanha.app import create_app
 from kaanha.auth.api_keys import create_api_key
@@ -25,6 +22,7 @@ from kaanha.migrations import upgrade_database
 from kaanha.models import Model
 from kaanha.organizations.service import create_organization
 from kaanha.runtime import Runtime
+from kaanha.testing.databases import scratch_postgres_database
 
 API = "/api/whatsapp-api"
 
@@ -39,22 +37,9 @@ def database_url() -> Iterator[str]:
             upgrade_database(url)
             yield url
         return
-    base = make_url(requested)
-    name = f"kaanha_test_{secrets.token_hex(4)}"
-    admin = create_engine(
-        base.set(drivername="postgresql+psycopg", database=base.database or "postgres"),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_postgres_database(requested, prefix="kaanha_test") as url:
         upgrade_database(url)
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import struct
@@ -25,8 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from kaanha.testing.databases import scratch_postgres_database
 
 API = "/api/whatsapp-api"
 KAANHA = str(Path(sys.executable).parent / "kaanha")
@@ -98,20 +97,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not requested:
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('e2e-db') / 'kaanha.db'}"
         return
-    base = make_url(requested)
-    name = f"kaanha_e2e_{secrets.token_hex(4)}"
-    admin = create_engine(
-        base.set(drivername="postgresql+psycopg", database=base.database or "postgres"),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_database(requested, prefix="kaanha_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
