@@ -17,7 +17,8 @@ from kaanha.runtime import Runtime
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer kh_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are async even when they don't await: FastAPI runs sync ones in a thread pool.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -26,7 +26,7 @@ class PageRequest:
         return (self.page - 1) * self.limit
 
 
-def page_request(
+async def page_request(  # async: FastAPI would run a sync dependency in a thread
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")] = 1,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Results per page (1..100)")] = DEFAULT_LIMIT,
 ) -> PageRequest:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse, storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from kaanha.errors import RateLimited
 from kaanha.kit.clock import wall_time
@@ -31,12 +31,13 @@ class Verdict:
 
 
 class RateLimiter:
-    """Moving-window limits, so a burst at a window's edge can't double the allowance."""
+    """Sliding-window counters: a burst at a window's edge can't double the allowance (as with fixed
+    windows), at the cost of two counters per key rather than a timestamp per hit (moving windows)."""
 
     def __init__(self, redis_url: str | None = None) -> None:
         uri = f"async+{redis_url}" if redis_url else "async+memory://"
         self._storage = storage.storage_from_string(uri)
-        self._strategy = MovingWindowRateLimiter(self._storage)
+        self._strategy = SlidingWindowCounterRateLimiter(self._storage)
 
     @staticmethod
     def parse(limit: str) -> RateLimitItem:
