@@ -139,25 +139,21 @@ async def ensure_contact(
     contact = await repository.find_by_phone(phone)
     if contact is None:
         moment = now()
-        contact = repository.add(
-            Contact(
-                id=new_id("ctc"),
-                phone=phone,
-                name=profile_name,
-                attributes={},
-                opted_in=False,
-                created_at=moment,
-                updated_at=moment,
-            )
+        new = Contact(
+            id=new_id("ctc"),
+            phone=phone,
+            name=profile_name,
+            attributes={},
+            opted_in=False,
+            created_at=moment,
+            updated_at=moment,
         )
-        try:
-            async with session.begin_nested():
-                await session.flush()
-        except IntegrityError:
-            # Another request created it a moment ago: use theirs.
-            contact = await repository.find_by_phone(phone)
-            if contact is None:
-                raise
+        if await repository.add_unless_taken(new):
+            return new
+        # Another request created it a moment ago: use theirs.
+        contact = await repository.find_by_phone(phone)
+        if contact is None:
+            raise DuplicateContact(f"A contact with phone {phone} is being created; retry")
     elif profile_name and not contact.name:
         contact.name = profile_name
         contact.updated_at = now()

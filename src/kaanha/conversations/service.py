@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.contacts.repository import ContactRepository
@@ -153,16 +152,13 @@ async def thread_for_message(
     repository = ConversationRepository(session, organization_id)
     conversation = await repository.latest_for_contact(contact.id)
     if conversation is None:
-        conversation = repository.add(
-            Conversation(id=new_id("cnv"), contact_id=contact.id, status="OPEN", unread_count=0, created_at=at)
-        )
-        try:
-            async with session.begin_nested():
-                await session.flush()
-        except IntegrityError:
+        new = Conversation(id=new_id("cnv"), contact_id=contact.id, status="OPEN", unread_count=0, created_at=at)
+        if await repository.add_unless_taken(new):
+            conversation = new
+        else:  # opened by a concurrent message a moment ago
             found = await repository.latest_for_contact(contact.id)
             if found is None:
-                raise
+                raise InvalidTransition("The conversation is being opened by another request; retry")
             conversation = found
     elif conversation.status == "RESOLVED" and inbound:
         conversation.status = "ASSIGNED" if conversation.assignee_id else "OPEN"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Boolean, Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.errors import NotFound
@@ -59,6 +60,22 @@ class TenantRepository(Generic[M]):
         row.organization_id = self.organization_id
         self.session.add(row)
         return row
+
+    async def add_unless_taken(self, row: M) -> bool:
+        """Insert `row` now; False when a unique key shows another transaction got there first.
+
+        Earlier changes are flushed before the savepoint, so a conflict undoes this insert only
+        and the caller's transaction goes on (to use the other row, or to skip a duplicate).
+        """
+        row.organization_id = self.organization_id
+        await self.session.flush()
+        try:
+            async with self.session.begin_nested():
+                self.session.add(row)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
 
     async def page(self, query: Select[M], request: PageRequest) -> tuple[list[M], int]:
         """One page of `query` and the total number of rows it matches."""

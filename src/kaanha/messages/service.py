@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.contacts.repository import ContactRepository
@@ -216,25 +215,20 @@ async def record_inbound(
         session, organization_id=organization_id, contact=contact, inbound=True, at=sent_at
     )
     reply_to = await repository.find_by_wamid(reply_to_wamid) if reply_to_wamid else None
-    message = repository.add(
-        Message(
-            id=new_id("msg"),
-            conversation_id=conversation.id,
-            contact_id=contact.id,
-            direction="inbound",
-            type=message_type,
-            status="received",
-            status_rank=STATUS_RANK["received"],
-            content=content,
-            whatsapp_message_id=whatsapp_message_id,
-            reply_to_id=reply_to.id if reply_to else None,
-            created_at=sent_at,
-        )
+    message = Message(
+        id=new_id("msg"),
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+        direction="inbound",
+        type=message_type,
+        status="received",
+        status_rank=STATUS_RANK["received"],
+        content=content,
+        whatsapp_message_id=whatsapp_message_id,
+        reply_to_id=reply_to.id if reply_to else None,
+        created_at=sent_at,
     )
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
+    if not await repository.add_unless_taken(message):
         return None  # the same WhatsApp message, stored by a concurrent delivery of the webhook
     return message
 
