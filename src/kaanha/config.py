@@ -6,10 +6,10 @@ import ipaddress
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     graph_api_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v24.0"
     allow_private_urls: bool = False
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # NoDecode: the variable is a plain list ("10.0.0.0/8 192.168.1.2"), not JSON.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_upload_bytes: int = 16 * MiB
     max_json_body_bytes: int = 1 * MiB
     default_region: str = "IN"
@@ -53,9 +54,11 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.replace(",", " ").split() if part.strip()]
-        return value
+        proxies = value.replace(",", " ").split() if isinstance(value, str) else value
+        if isinstance(proxies, list):
+            for proxy in proxies:
+                ipaddress.ip_network(str(proxy), strict=False)  # a bad entry stops start-up, not requests
+        return proxies
 
     @property
     def resolved_database_url(self) -> str:

@@ -149,7 +149,10 @@ class ApiRateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *raw_headers]
+                # A response about a narrower limit (per recipient) keeps its own RateLimit-* headers.
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in raw_headers if name not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -47,7 +47,7 @@ def check_fields(request: SendRequest) -> None:
 
 
 def _require(value: object, field: str, message_type: str) -> None:
-    if value is None or value == "" or value == []:
+    if value is None or value == [] or (isinstance(value, str) and not value.strip()):
         raise InvalidMessage(f"A '{message_type}' message needs '{_camel(field)}'")
 
 

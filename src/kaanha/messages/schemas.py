@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from kaanha.kit.schemas import RequestSchema, Schema, Timestamp
 from kaanha.models import Message
@@ -70,6 +70,9 @@ def message_out(message: Message) -> MessageOut:
 
 class SendRequest(RequestSchema):
     """`POST /send`: `to`, `type` and the fields of that type (see the reference's table)."""
+
+    # What a customer reads is sent as written: leading spaces and trailing newlines are content.
+    model_config = ConfigDict(**{**RequestSchema.model_config, "str_strip_whitespace": False})
 
     to: str = Field(min_length=1, max_length=32, description="The recipient's phone, E.164 preferred")
     type: MessageType

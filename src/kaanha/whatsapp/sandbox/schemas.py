@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from kaanha.kit.schemas import RequestSchema
 
@@ -13,6 +13,8 @@ InboundType = Literal["text", "image", "document", "audio", "video", "location",
 
 class SandboxInbound(RequestSchema):
     """A message as a customer would send it; media refer to files uploaded with POST /media."""
+
+    model_config = ConfigDict(**{**RequestSchema.model_config, "str_strip_whitespace": False})
 
     from_: str = Field(alias="from", min_length=1, max_length=32, description="The customer's phone")
     name: str | None = Field(default=None, max_length=200, description="The customer's WhatsApp profile name")
