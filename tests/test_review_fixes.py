@@ -46,3 +46,25 @@ async def test_a_per_recipient_refusal_carries_one_set_of_limit_headers(settings
     assert refused.headers["RateLimit-Limit"] == "1"
     assert refused.headers["RateLimit-Remaining"] == "0"
     assert int(refused.headers["Retry-After"]) > 0
+
+
+async def test_odd_inputs_found_in_review_are_400s(client, tenant):
+    far = await client.post(
+        f"{API}/api-keys", json={"name": "x", "expiresAt": "9999-12-31T23:59:59-05:00"}, headers=tenant.headers
+    )
+    assert far.status_code == 400, far.text
+    reaction = await client.post(
+        f"{API}/sandbox/inbound", json={"from": PHONE, "type": "reaction", "emoji": "👍"}, headers=tenant.headers
+    )
+    assert reaction.status_code == 400, reaction.text
+    template = {
+        "to": PHONE,
+        "type": "template",
+        "templateName": "order_update",
+        "language": "en_US",
+        "components": [{"type": "body", "parameters": [{"type": ["a"]}, {"type": "text", "text": "b"}]}],
+    }
+    bad_parameter = await client.post(f"{API}/send", json=template, headers=tenant.headers)
+    assert bad_parameter.status_code == 400, bad_parameter.text
+    for response in (far, reaction, bad_parameter):
+        assert set(response.json()) >= {"error", "code"}

@@ -25,6 +25,10 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret, shown only in this response")
 
 
+# Far enough for any real expiry, and far from datetime's limit when converted between time zones.
+MAX_EXPIRY_YEAR = 3000
+
+
 class ApiKeyCreate(RequestSchema):
     name: str = Field(min_length=1, max_length=100)
     expires_at: datetime | None = None
@@ -46,4 +50,8 @@ class ApiKeyCreate(RequestSchema):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         # A time without a zone is UTC, as everywhere in the API (and in `kaanha keys create`).
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        if value is None:
+            return None
+        if value.year >= MAX_EXPIRY_YEAR:
+            raise ValueError(f"expiresAt must be before the year {MAX_EXPIRY_YEAR}; leave it out for no expiry")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -131,6 +131,8 @@ def template_request_content(request: SendRequest) -> dict[str, Any]:
         parameters = component.get("parameters", [])
         if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
             raise InvalidMessage(f"components[{index}].parameters must be a list of objects")
+        if not all(isinstance(p.get("type", "text"), str) for p in parameters):
+            raise InvalidMessage(f"components[{index}].parameters[].type must be a string such as 'text'")
     return {"templateName": request.template_name, "language": request.language, "components": components}
 
 

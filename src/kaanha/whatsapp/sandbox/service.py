@@ -55,7 +55,9 @@ async def _message_body(session: AsyncSession, organization_id: str, data: Sandb
             location["address"] = data.address
         return {"type": "location", "location": location}
     if kind == "reaction":
-        target = await MessageRepository(session, organization_id).get(data.message_id or "")
+        if not data.message_id:
+            raise InvalidSandboxMessage("A reaction needs 'messageId', the message reacted to")
+        target = await MessageRepository(session, organization_id).get(data.message_id)
         return {
             "type": "reaction",
             "reaction": {"message_id": target.whatsapp_message_id, "emoji": data.emoji or ""},
