@@ -12,10 +12,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.auth.key_cache import VerifiedKey, verified_keys
-from kaanha.auth.principal import Principal
+from kaanha.auth.principal import MissingScope, Principal
 from kaanha.auth.schemas import ApiKeyOut
 from kaanha.auth.scopes import ALL_SCOPES
-from kaanha.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from kaanha.errors import InvalidRequest, NotFound, Unauthorized
 from kaanha.kit.clock import now
 from kaanha.kit.crypto import constant_time_equals, sha256_hex
 from kaanha.kit.ids import new_id
@@ -33,10 +33,6 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 class ApiKeyNotFound(NotFound):
     code = "api_key_not_found"
-
-
-class ScopeEscalation(Forbidden):
-    code = "insufficient_scope"
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,7 @@ async def create_api_key(
     if granted_by is not None:
         missing = sorted(set(chosen) - granted_by.scopes)
         if missing:
-            raise ScopeEscalation(f"A key can't grant scopes it lacks: {', '.join(missing)}")
+            raise MissingScope(f"A key can't grant scopes it lacks: {', '.join(missing)}")
     if expires_at is not None and expires_at <= now():
         raise InvalidRequest("expiresAt must be in the future")
     prefix, secret = _generate()

@@ -39,11 +39,6 @@ def now() -> datetime:
     return clock.now()
 
 
-def as_utc(value: datetime) -> datetime:
-    """Databases without time zones (SQLite) hand back naive datetimes that we stored as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def wall_time() -> float:
     """Unfreezable Unix time, for libraries that keep their own clock (the `limits` windows)."""
     import time

@@ -15,7 +15,6 @@ from pathlib import Path
 class StoredBlob:
     sha256: str
     size: int
-    head: bytes  # the first bytes, for content sniffing
 
 
 class BlobTooLarge(Exception):
@@ -33,9 +32,6 @@ class MediaStore:
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
-
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
 
     async def save(
         self,
@@ -75,15 +71,7 @@ class MediaStore:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temp_name, target)
-            return StoredBlob(sha256=sha256, size=size, head=head)
+            return StoredBlob(sha256=sha256, size=size)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
-
-    async def save_bytes(
-        self, data: bytes, *, max_bytes: int, inspect: Callable[[bytes], None] | None = None
-    ) -> StoredBlob:
-        async def one_chunk() -> AsyncIterator[bytes]:
-            yield data
-
-        return await self.save(one_chunk(), max_bytes=max_bytes, inspect=inspect)
