@@ -25,10 +25,13 @@ from kaanha.media.endpoints import upload_router as media_upload_router
 from kaanha.messages.endpoints import router as messages_router
 from kaanha.organizations.endpoints import router as status_router
 from kaanha.runtime import Runtime
+from kaanha.whatsapp.cloud_api.endpoints import router as meta_webhooks_router
 from kaanha.whatsapp.sandbox.endpoints import router as sandbox_router
 from kaanha.worker.runner import Worker
 
 API_BASE = "/api/whatsapp-api"
+# Meta's webhook payloads reach 3 MB (batches of up to 1,000 updates).
+META_WEBHOOK_MAX_BYTES = 4 * 1024 * 1024
 logger = logging.getLogger("kaanha")
 
 
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.include_router(_api_router())
     app.include_router(media_download_router)
+    app.include_router(meta_webhooks_router)
     install_error_handlers(app)
 
     @app.get(f"{API_BASE}/docs", include_in_schema=False)
@@ -88,6 +92,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     def body_limit(path: str) -> int:
         if path == f"{API_BASE}/media":
             return settings.max_upload_bytes + 64 * 1024  # the file plus its multipart framing
+        if path.startswith("/api/webhooks/"):
+            return META_WEBHOOK_MAX_BYTES
         return settings.max_json_body_bytes
 
     app.add_middleware(ApiRateLimitMiddleware, settings=settings, limiter=runtime.rate_limiter)

@@ -29,6 +29,21 @@ class SandboxSettings(BaseModel):
     read_after_seconds: float = 3.0
 
 
+class CloudApiSettings(BaseModel):
+    """How we talk to Meta's Graph API: timeouts, pacing and what to do when an answer is lost."""
+
+    # Meta's default throughput per number; a connection may set its own, up to the 1,000 of upgraded numbers.
+    messages_per_second: int = Field(default=80, ge=1, le=1000)
+    request_timeout_seconds: float = 20.0
+    connect_timeout_seconds: float = 5.0
+    # A send whose answer was lost (timeout, worker crash) waits this long for Meta's status webhook
+    # to tell whether it arrived, before anything is decided (docs/decisions.md: in-doubt sends).
+    unconfirmed_send_wait_seconds: float = 300.0
+    # No webhook for this long while we keep sending means Meta's webhooks stopped reaching us.
+    webhook_silence_seconds: float = 900.0
+    send_attempts: int = 30
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAANHA_", env_nested_delimiter="__", extra="ignore")
 
@@ -50,6 +65,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    cloud_api: CloudApiSettings = Field(default_factory=CloudApiSettings)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

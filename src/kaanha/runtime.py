@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 from kaanha.config import Settings
 from kaanha.database import Database
 from kaanha.kit.crypto import SecretBox
 from kaanha.media.storage import MediaStore
 from kaanha.rate_limit.limiter import RateLimiter
+from kaanha.whatsapp.cloud_api.client import new_http_client
+from kaanha.whatsapp.cloud_api.pacing import Pacer
 
 
 @dataclass
@@ -18,16 +22,26 @@ class Runtime:
     rate_limiter: RateLimiter
     media_store: MediaStore
     secret_box: SecretBox
+    # One pooled client for every outgoing call (Meta's Graph API, later webhooks and gateways).
+    http: httpx.AsyncClient
+    pacer: Pacer
 
     @classmethod
     def from_settings(cls, settings: Settings, *, database: Database | None = None) -> Runtime:
+        rate_limiter = RateLimiter(settings.redis_url)
         return cls(
             settings=settings,
             database=database or Database(settings.resolved_database_url),
-            rate_limiter=RateLimiter(settings.redis_url),
+            rate_limiter=rate_limiter,
             media_store=MediaStore(settings.media_dir),
             secret_box=SecretBox(settings.resolved_secret_key()),
+            http=new_http_client(
+                timeout=settings.cloud_api.request_timeout_seconds,
+                connect_timeout=settings.cloud_api.connect_timeout_seconds,
+            ),
+            pacer=Pacer(rate_limiter),
         )
 
     async def close(self) -> None:
+        await self.http.aclose()
         await self.database.dispose()

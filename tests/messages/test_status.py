@@ -230,7 +230,9 @@ async def test_failed_after_delivered_is_shown(client, tenant, runtime, frozen_c
     )
     failed = await get_message(client, tenant, message["id"])
     assert failed["status"] == "failed"
-    assert failed["error"] == {"code": 131026, "message": "Message undeliverable"}
+    assert failed["error"]["code"] == 131026
+    assert failed["error"]["message"] == "Message undeliverable"
+    assert "not use WhatsApp" in failed["error"]["explanation"]
     assert failed["deliveredAt"] == iso(START + timedelta(seconds=1))
 
 
@@ -334,7 +336,7 @@ async def test_a_message_queued_in_the_window_fails_if_sent_after_it_closes(clie
     assert failed["status"] == "failed"
     assert failed["whatsappMessageId"] is None
     assert failed["error"]["code"] == 131047
-    assert "template" in failed["error"]["message"]
+    assert "template" in failed["error"]["explanation"]
     # Nothing more happens to it.
     clock.advance(timedelta(minutes=5))
     await drain(runtime)

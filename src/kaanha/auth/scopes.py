@@ -27,4 +27,7 @@ ALL_SCOPES: tuple[str, ...] = (
     # Not in API.md's list: managing keys is its own power, so a narrowly scoped key can't mint more.
     "api_keys:read",
     "api_keys:write",
+    # Also beyond API.md: the WhatsApp connection holds Meta's credentials, so changing it is explicit.
+    "connection:read",
+    "connection:write",
 )

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -27,10 +27,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox WhatsApp connection.", no_args_is_help=True)
+connect_app = typer.Typer(help="Connect an organization to WhatsApp.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(connect_app, name="connect")
 
 T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
@@ -54,6 +56,16 @@ def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
     except KaanhaError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(code=1) from None
+
+
+def _exit_invalid(error: ValidationError) -> NoReturn:
+    # "scopes: unknown scopes: bogus", not pydantic's report with its links and input dumps.
+    reasons = "; ".join(
+        f"{'.'.join(map(str, problem['loc'])) or 'input'}: {str(problem['msg']).removeprefix('Value error, ')}"
+        for problem in error.errors()
+    )
+    typer.echo(f"error: {reasons}", err=True)
+    raise typer.Exit(code=2)
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -112,13 +124,7 @@ def keys_create(
     try:
         request = ApiKeyCreate(name=name, expires_at=expiry, scopes=scopes.split() if scopes else None)
     except ValidationError as error:
-        # "scopes: unknown scopes: bogus", not pydantic's report with its links and input dumps.
-        reasons = "; ".join(
-            f"{'.'.join(map(str, problem['loc']))}: {str(problem['msg']).removeprefix('Value error, ')}"
-            for problem in error.errors()
-        )
-        typer.echo(f"error: {reasons}", err=True)
-        raise typer.Exit(code=2) from None
+        _exit_invalid(error)
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.database.transaction() as session:
@@ -172,6 +178,69 @@ def sandbox_receive(
 
     message = _run(work)
     _emit(as_json, message, f"received message {message['id']} in conversation {message['conversationId']}")
+
+
+def _connect(org: str, update: dict[str, Any], as_json: bool) -> None:
+    from kaanha.kit.schemas import dump
+    from kaanha.organizations.connection import update_connection
+    from kaanha.organizations.schemas import ConnectionUpdate
+
+    try:
+        request = ConnectionUpdate.model_validate(update)
+    except ValidationError as error:
+        _exit_invalid(error)
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.database.transaction() as session:
+            organization = await find_organization(session, org)
+            if organization is None:
+                raise KaanhaError(f"no organization '{org}'")
+            return dump(await update_connection(session, runtime, organization_id=organization.id, update=request))
+
+    connection = _run(work)
+    _emit(
+        as_json,
+        connection,
+        f"connected to {connection['type']}: {connection['phoneNumber']} ({connection['businessName']})\n"
+        f"  Meta webhook URL: {connection['webhookUrl']}",
+    )
+
+
+@connect_app.command("cloud-api")
+def connect_cloud_api(
+    org: OrgOption,
+    phone_number_id: Annotated[str, typer.Option("--phone-number-id", help="From Meta's WhatsApp API setup")],
+    waba_id: Annotated[str, typer.Option("--waba-id", help="WhatsApp Business Account id")],
+    access_token: Annotated[
+        str, typer.Option("--access-token", envvar="KAANHA_META_ACCESS_TOKEN", help="A system user token")
+    ],
+    app_secret: Annotated[
+        str, typer.Option("--app-secret", envvar="KAANHA_META_APP_SECRET", help="The Meta app's secret")
+    ],
+    verify_token: Annotated[str, typer.Option("--verify-token", help="Your webhook verify token")],
+    messages_per_second: Annotated[int | None, typer.Option("--messages-per-second", help="1-1000; default 80")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Connect Meta's WhatsApp Cloud API (the credentials are checked with Meta first)."""
+    _connect(
+        org,
+        {
+            "type": "cloud_api",
+            "phoneNumberId": phone_number_id,
+            "wabaId": waba_id,
+            "accessToken": access_token,
+            "appSecret": app_secret,
+            "verifyToken": verify_token,
+            "messagesPerSecond": messages_per_second,
+        },
+        as_json,
+    )
+
+
+@connect_app.command("sandbox")
+def connect_sandbox(org: OrgOption, as_json: JsonFlag = False) -> None:
+    """Go back to the sandbox connection (Meta's credentials are forgotten)."""
+    _connect(org, {"type": "sandbox"}, as_json)
 
 
 @app.command()

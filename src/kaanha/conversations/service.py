@@ -18,7 +18,9 @@ from kaanha.kit.ids import new_id
 from kaanha.kit.pagination import Page, PageRequest
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.schemas import message_out
-from kaanha.models import Contact, Conversation, Membership
+from kaanha.models import Contact, Conversation, Membership, Message, WhatsAppConnection
+from kaanha.whatsapp.jobs import MARK_READ_JOB
+from kaanha.worker.queue import enqueue
 
 RECENT_MESSAGES = 50
 
@@ -135,9 +137,32 @@ async def _change_status(session: AsyncSession, conversation: Conversation, stat
 
 async def mark_read(session: AsyncSession, *, organization_id: str, conversation_id: str) -> ConversationDetail:
     conversation = await ConversationRepository(session, organization_id).get(conversation_id)
+    had_unread = conversation.unread_count > 0
     conversation.unread_count = 0
     await session.flush()
+    if had_unread:
+        await _send_read_receipt(session, organization_id, conversation.id)
     return await get_conversation(session, organization_id=organization_id, conversation_id=conversation.id)
+
+
+async def _send_read_receipt(session: AsyncSession, organization_id: str, conversation_id: str) -> None:
+    """Blue ticks on the customer's phone: marking the latest message read marks the earlier ones too."""
+    connection = await session.get(WhatsAppConnection, organization_id)
+    if connection is None or connection.type != "cloud_api":
+        return
+    latest = await session.scalar(
+        select(Message.whatsapp_message_id)
+        .where(
+            Message.organization_id == organization_id,
+            Message.conversation_id == conversation_id,
+            Message.direction == "inbound",
+            Message.whatsapp_message_id.is_not(None),
+        )
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    )
+    if latest:
+        enqueue(session, kind=MARK_READ_JOB, payload={"whatsappMessageId": latest}, organization_id=organization_id)
 
 
 async def thread_for_message(

@@ -27,6 +27,8 @@ MessageStatus = Literal["queued", "sent", "delivered", "read", "failed", "receiv
 class MessageError(Schema):
     code: int | None
     message: str
+    # What to do about it, in plain words (Meta's `message` says what happened).
+    explanation: str | None = None
 
 
 class MessageOut(Schema):
@@ -49,7 +51,9 @@ class MessageOut(Schema):
 def message_out(message: Message) -> MessageOut:
     error = None
     if message.error_code is not None or message.error_message:
-        error = MessageError(code=message.error_code, message=message.error_message or "")
+        error = MessageError(
+            code=message.error_code, message=message.error_message or "", explanation=message.error_explanation
+        )
     return MessageOut(
         id=message.id,
         conversation_id=message.conversation_id,

@@ -32,6 +32,7 @@ async def advance_status(
     at: datetime,
     error_code: int | None = None,
     error_message: str | None = None,
+    error_explanation: str | None = None,
 ) -> bool:
     """Move a message to `status` unless it is already there or further; True when it moved.
 
@@ -49,7 +50,12 @@ async def advance_status(
     if status == "failed":
         # Meta's error details have no length limit; the column has (PostgreSQL refuses longer text).
         message = error_message[:ERROR_MESSAGE_LIMIT] if error_message else error_message
-        values.update(failed_at=at, error_code=error_code, error_message=message)
+        values.update(
+            failed_at=at,
+            error_code=error_code,
+            error_message=message,
+            error_explanation=error_explanation[:500] if error_explanation else None,
+        )
     query = update(Message).where(Message.organization_id == organization_id, Message.status_rank < rank)
     if message_id is not None:
         query = query.where(Message.id == message_id)

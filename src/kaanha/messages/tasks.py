@@ -1,7 +1,24 @@
-"""Background work of messages: handing a queued message to the organization's WhatsApp provider."""
+"""Background work of messages: handing a queued message to the organization's WhatsApp provider.
+
+A send commits in three steps so that no crash can lose a message or send it twice:
+
+1. in one transaction (holding the job's lease): checks, uploads and the request body, and the
+   message marked `dispatched_at`, the moment it may reach WhatsApp;
+2. the call to WhatsApp, outside any transaction;
+3. in another transaction, WhatsApp's answer: `sent` with its id, a retry, or `failed`.
+
+A message found with `dispatched_at` still set had its answer lost (a worker crash or a timeout
+after the request left). It is never simply sent again: it waits for Meta's status webhook, which
+names it by `biz_opaque_callback_data`; see `_in_doubt` and docs/decisions.md.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+from enum import Enum
+
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.contacts.repository import ContactRepository
@@ -9,48 +26,185 @@ from kaanha.kit.clock import now
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import SEND_JOB
 from kaanha.messages.status import advance_status
-from kaanha.models import Job
+from kaanha.models import Job, Message, WhatsAppConnection
 from kaanha.organizations.repository import get_connection
 from kaanha.runtime import Runtime
-from kaanha.whatsapp.provider import Outbound, ProviderError
+from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID
+from kaanha.whatsapp.provider import Outbound, PreparedSend, ProviderError, WhatsAppProvider
 from kaanha.whatsapp.providers import provider_for
-from kaanha.worker.runner import RetryLater, task
+from kaanha.worker.runner import Lease, RetryLater, backoff, stepwise_task
+
+logger = logging.getLogger("kaanha.messages")
+
+UNCONFIRMED_EXPLANATION = (
+    "Kaanha lost WhatsApp's answer to this send and WhatsApp never confirmed it, so it may or may not "
+    "have reached the customer. Check the conversation before sending it again."
+)
 
 
-@task(SEND_JOB)
-async def send_queued_message(session: AsyncSession, runtime: Runtime, job: Job) -> None:
-    """Send one queued message. Its `sent` status commits with the job's completion, so it is sent once."""
-    organization_id = job.organization_id or ""
-    messages = MessageRepository(session, organization_id)
-    message = await messages.find(job.payload["messageId"])
-    if message is None or message.status != "queued":
-        return  # deleted with its contact, or already handled
-    contact = await ContactRepository(session, organization_id).get(message.contact_id)
+class InDoubt(Enum):
+    WAIT = "wait"
+    RESEND = "resend"
+    GIVE_UP = "give_up"
+
+
+def _in_doubt(message: Message, connection: WhatsAppConnection, wait: timedelta) -> InDoubt:
+    """What to do with a send whose answer was lost.
+
+    Meta reports every message it accepts in a status webhook within seconds, naming our message in
+    `biz_opaque_callback_data`. So: wait for it; if the wait passes while other webhooks kept
+    arriving, Meta never took the message and it is safe to send; if no webhook arrived at all, we
+    can't tell, and a person decides (the message fails with an explanation).
+    """
+    dispatched_at = message.dispatched_at or now()
+    if now() < dispatched_at + wait:
+        return InDoubt.WAIT
+    if connection.last_webhook_at is not None and connection.last_webhook_at > dispatched_at:
+        return InDoubt.RESEND
+    return InDoubt.GIVE_UP
+
+
+async def _fail(
+    session: AsyncSession, message: Message, *, code: int | None, text: str, explanation: str | None
+) -> None:
+    await session.execute(
+        update(Message).where(Message.id == message.id).values(dispatched_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    await advance_status(
+        session,
+        organization_id=message.organization_id,
+        message_id=message.id,
+        status="failed",
+        at=now(),
+        error_code=code,
+        error_message=text,
+        error_explanation=explanation,
+    )
+
+
+async def _outbound(session: AsyncSession, message: Message, connection: WhatsAppConnection) -> Outbound:
+    messages = MessageRepository(session, message.organization_id)
+    contact = await ContactRepository(session, message.organization_id).get(message.contact_id)
     reply_to = await messages.find(message.reply_to_id) if message.reply_to_id else None
-    connection = await get_connection(session, organization_id)
-    outbound = Outbound(
+    return Outbound(
         message=message,
         contact=contact,
         connection=connection,
         reply_to_whatsapp_id=reply_to.whatsapp_message_id if reply_to else None,
     )
+
+
+async def fail_abandoned_send(session: AsyncSession, _runtime: Runtime, job: Job, error: Exception) -> None:
+    """The send job failed for good (a bug or an outage outlasting every retry): say so on the message."""
+    organization_id = job.organization_id or ""
+    message = await MessageRepository(session, organization_id).find(job.payload.get("messageId", ""))
+    if message is None or message.status != "queued" or message.dispatched_at is not None:
+        return  # sent, or in doubt: a failure would claim more than we know
+    await _fail(
+        session,
+        message,
+        code=None,
+        text=f"Kaanha could not send this message: {error}"[:1000],
+        explanation="Sending failed repeatedly inside Kaanha; send the message again.",
+    )
+
+
+@stepwise_task(SEND_JOB, on_give_up=fail_abandoned_send)
+async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
+    organization_id = job.organization_id or ""
+    wait = timedelta(seconds=runtime.settings.cloud_api.unconfirmed_send_wait_seconds)
+    async with runtime.database.transaction() as session:
+        await lease.hold(session)
+        message = await MessageRepository(session, organization_id).find(job.payload["messageId"])
+        if message is None or message.status != "queued":
+            return  # deleted with its contact, confirmed by a webhook, or already handled
+        connection = await get_connection(session, organization_id)
+        if message.dispatched_at is not None:
+            verdict = _in_doubt(message, connection, wait)
+            if verdict is InDoubt.WAIT:
+                raise RetryLater("waiting for WhatsApp to confirm a send", delay=message.dispatched_at + wait - now())
+            if verdict is InDoubt.GIVE_UP:
+                await _fail(session, message, code=None, text="Unconfirmed send", explanation=UNCONFIRMED_EXPLANATION)
+                return
+            logger.info("message %s was never accepted by WhatsApp; sending it again", message.id)
+        provider = provider_for(connection, runtime, attempt=job.attempts)
+        try:
+            prepared = await provider.prepare(session, await _outbound(session, message, connection))
+        except ProviderError as error:
+            if error.retryable:
+                raise RetryLater(str(error), delay=error.retry_after) from error
+            await _fail(session, message, code=error.code, text=error.message, explanation=error.explanation)
+            return
+        message.dispatched_at = now()
+    await _dispatch(runtime, job, message, provider, prepared)
+
+
+async def _dispatch(
+    runtime: Runtime, job: Job, message: Message, provider: WhatsAppProvider, prepared: PreparedSend
+) -> None:
     try:
-        result = await provider_for(connection, runtime).send(session, outbound)
+        result = await provider.dispatch(prepared)
     except ProviderError as error:
-        if error.retryable:
-            raise RetryLater(str(error)) from error
-        await advance_status(
-            session,
-            organization_id=organization_id,
-            message_id=message.id,
-            status="failed",
-            at=now(),
-            error_code=error.code,
-            error_message=f"{error.message}: {error.explanation}"
-            if error.explanation != error.message
-            else error.message,
-        )
+        async with runtime.database.transaction() as session:
+            retry = await _record_refusal(session, runtime, job, message, error)
+        if retry is not None:
+            raise retry from error
         return
-    message.whatsapp_message_id = result.whatsapp_message_id
-    await session.flush()
-    await advance_status(session, organization_id=organization_id, message_id=message.id, status="sent", at=now())
+    async with runtime.database.transaction() as session:
+        await _record_sent(session, message, result.whatsapp_message_id)
+
+
+async def _record_sent(session: AsyncSession, message: Message, whatsapp_message_id: str) -> None:
+    adopted = await session.execute(
+        update(Message)
+        .where(
+            Message.id == message.id,
+            or_(Message.whatsapp_message_id.is_(None), Message.whatsapp_message_id == whatsapp_message_id),
+        )
+        .values(whatsapp_message_id=whatsapp_message_id, dispatched_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    if adopted.rowcount != 1:  # type: ignore[attr-defined]
+        logger.warning("message %s already has another WhatsApp id; %s is ignored", message.id, whatsapp_message_id)
+        return
+    await advance_status(
+        session, organization_id=message.organization_id, message_id=message.id, status="sent", at=now()
+    )
+    # Meta should now report on this message; if nothing comes, webhooks have stopped reaching us.
+    await session.execute(
+        update(WhatsAppConnection)
+        .where(
+            WhatsAppConnection.organization_id == message.organization_id,
+            WhatsAppConnection.type == "cloud_api",
+            WhatsAppConnection.awaiting_webhook_since.is_(None),
+        )
+        .values(awaiting_webhook_since=now())
+    )
+
+
+async def _record_refusal(
+    session: AsyncSession, runtime: Runtime, job: Job, message: Message, error: ProviderError
+) -> RetryLater | None:
+    """Apply WhatsApp's refusal; return the retry to raise once this transaction has committed."""
+    wait = timedelta(seconds=runtime.settings.cloud_api.unconfirmed_send_wait_seconds)
+    if error.in_doubt:
+        # Meta may have the message: keep `dispatched_at` and wait for its webhook before deciding.
+        return RetryLater(f"{error}; waiting for WhatsApp to confirm", delay=wait)
+    if error.retryable and job.attempts < runtime.settings.cloud_api.send_attempts:
+        await session.execute(
+            update(Message).where(Message.id == message.id).values(dispatched_at=None),
+            execution_options={"synchronize_session": False},
+        )
+        return RetryLater(str(error), delay=error.retry_after or backoff(job.attempts))
+    explanation = error.explanation
+    if error.retryable:
+        explanation = f"WhatsApp kept refusing it ({job.attempts} attempts): {explanation}"
+    await _fail(session, message, code=error.code, text=error.message, explanation=explanation)
+    if error.code == ACCESS_TOKEN_INVALID:
+        await session.execute(
+            update(WhatsAppConnection)
+            .where(WhatsAppConnection.organization_id == message.organization_id)
+            .values(connected=False, status_reason=f"Meta rejected the access token (190): {error.message}")
+        )
+    return None

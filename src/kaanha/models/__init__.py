@@ -10,6 +10,7 @@ from kaanha.models.job import Job
 from kaanha.models.media import Media
 from kaanha.models.message import Message
 from kaanha.models.organization import Organization, WhatsAppConnection
+from kaanha.models.provider_media import ProviderMedia
 from kaanha.models.template import Template
 from kaanha.models.user import Membership, User
 
@@ -26,6 +27,7 @@ __all__ = [
     "Message",
     "Model",
     "Organization",
+    "ProviderMedia",
     "Template",
     "TenantModel",
     "User",

@@ -19,6 +19,8 @@ class InboundEvent(Model):
         String(40), ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     source: Mapped[str] = mapped_column(String(20))
+    # Meta retries a POST with the same bytes: their hash makes the retry a no-op.
+    body_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column()
     received_at: Mapped[datetime] = created_at_column()
     processed_at: Mapped[datetime | None] = mapped_column()

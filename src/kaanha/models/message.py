@@ -30,8 +30,13 @@ class Message(TenantModel):
     content: Mapped[dict[str, Any]] = mapped_column(default=dict)
     whatsapp_message_id: Mapped[str | None] = mapped_column(String(200))
     reply_to_id: Mapped[str | None] = mapped_column(String(40))
+    # Set just before the request to Meta and cleared with its answer: still set after a crash or a
+    # timeout, it means Meta may have the message, so it is not sent again blindly.
+    dispatched_at: Mapped[datetime | None] = mapped_column()
     error_code: Mapped[int | None] = mapped_column()
     error_message: Mapped[str | None] = mapped_column(String(1000))
+    # What to do about the error, in plain words (Meta's message says what happened, not what to do).
+    error_explanation: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = created_at_column()
     sent_at: Mapped[datetime | None] = mapped_column()
     delivered_at: Mapped[datetime | None] = mapped_column()

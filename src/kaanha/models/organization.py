@@ -37,7 +37,12 @@ class WhatsAppConnection(Model):
     access_token_encrypted: Mapped[str | None] = mapped_column(String(2000))
     app_secret_encrypted: Mapped[str | None] = mapped_column(String(500))
     verify_token: Mapped[str | None] = mapped_column(String(200))
+    # Sends per second to Meta for this number (null: the configured default).
+    messages_per_second: Mapped[int | None] = mapped_column()
     connected: Mapped[bool] = mapped_column(default=True)
     status_reason: Mapped[str | None] = mapped_column(String(500))
+    last_webhook_at: Mapped[datetime | None] = mapped_column()
+    # The first send since the last webhook from Meta: if it grows old, webhooks have stopped arriving.
+    awaiting_webhook_since: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

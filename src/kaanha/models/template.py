@@ -22,6 +22,7 @@ class Template(TenantModel):
     status: Mapped[str] = mapped_column(String(20))
     components: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     rejected_reason: Mapped[str | None] = mapped_column(String(200))
+    quality_score: Mapped[str | None] = mapped_column(String(20))
     external_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

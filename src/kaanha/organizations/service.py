@@ -8,10 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.errors import InvalidRequest
 from kaanha.kit.ids import new_id
-from kaanha.kit.phone import display_phone
 from kaanha.models import Organization, WhatsAppConnection
-from kaanha.organizations.repository import get_connection, get_organization
-from kaanha.organizations.schemas import ConnectionStatus
 from kaanha.templates.service import add_sample_templates
 
 PLANS = ("starter", "pro")
@@ -48,16 +45,3 @@ async def create_organization(
     await add_sample_templates(session, organization_id=organization.id)
     await session.flush()
     return organization
-
-
-async def connection_status(session: AsyncSession, *, organization_id: str) -> ConnectionStatus:
-    connection = await get_connection(session, organization_id)
-    if connection.business_name is None:
-        connection.business_name = (await get_organization(session, organization_id)).name
-    return ConnectionStatus(
-        connected=connection.connected,
-        phone_number=display_phone(connection.phone_number),
-        connection_type="cloud_api" if connection.type == "cloud_api" else "sandbox",
-        business_name=connection.business_name,
-        reason=connection.status_reason,
-    )

@@ -50,6 +50,10 @@ class RateLimiter:
         reset_after = max(1, math.ceil(stats.reset_time - wall_time()))
         return Verdict(allowed=allowed, limit=limit.amount, remaining=stats.remaining, reset_after=reset_after)
 
+    async def try_acquire(self, limit: RateLimitItem, *identifiers: str) -> bool:
+        """Count one hit if the limit allows it; no statistics (the hot path of pacing)."""
+        return await self._strategy.hit(limit, *identifiers)
+
     async def check(self, limit: RateLimitItem, *identifiers: str, message: str) -> Verdict:
         """Count one hit; raise 429 with Retry-After when the limit is spent."""
         verdict = await self.hit(limit, *identifiers)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.kit.clock import now
@@ -21,11 +21,15 @@ from kaanha.media.repository import MediaRepository
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import record_inbound
 from kaanha.messages.status import PROVIDER_STATUS, advance_status
-from kaanha.models import Message, WhatsAppConnection
+from kaanha.models import Message, Template, WhatsAppConnection
+from kaanha.whatsapp.cloud_api.errors import explain
+from kaanha.worker.queue import enqueue
 
 logger = logging.getLogger("kaanha.inbound")
 
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
+FETCH_MEDIA_JOB = "whatsapp.fetch_media"
+TEMPLATE_FIELDS = ("message_template_status_update", "message_template_quality_update", "template_category_update")
 
 
 @dataclass
@@ -33,6 +37,7 @@ class InboundSummary:
     messages: list[Message] = field(default_factory=list)
     duplicates: int = 0
     statuses: int = 0
+    template_events: int = 0
     unrouted: int = 0
 
 
@@ -137,14 +142,14 @@ def parse_message(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return message_type, content
 
 
-async def _organization_for(
-    session: AsyncSession, phone_number_id: str | None, cache: dict[str, str | None]
-) -> str | None:
+async def _connection_for(
+    session: AsyncSession, phone_number_id: str | None, cache: dict[str, WhatsAppConnection | None]
+) -> WhatsAppConnection | None:
     if not phone_number_id:
         return None
     if phone_number_id not in cache:
         cache[phone_number_id] = await session.scalar(
-            select(WhatsAppConnection.organization_id).where(WhatsAppConnection.phone_number_id == phone_number_id)
+            select(WhatsAppConnection).where(WhatsAppConnection.phone_number_id == phone_number_id)
         )
     return cache[phone_number_id]
 
@@ -152,30 +157,38 @@ async def _organization_for(
 async def process_payload(session: AsyncSession, payload: dict[str, Any]) -> InboundSummary:
     """Apply one webhook payload: route each change by its phone number id, then store what it says."""
     summary = InboundSummary()
-    routes: dict[str, str | None] = {}
-    for entry in payload.get("entry") or []:
-        for change in entry.get("changes") or []:
-            value = change.get("value") or {}
+    routes: dict[str, WhatsAppConnection | None] = {}
+    for entry in _objects(payload.get("entry")):
+        for change in _objects(entry.get("changes")):
+            found = change.get("value")
+            value: dict[str, Any] = found if isinstance(found, dict) else {}
+            if change.get("field") in TEMPLATE_FIELDS:
+                await _apply_template_event(session, str(entry.get("id") or ""), str(change["field"]), value, summary)
+                continue
             if change.get("field") != "messages":
-                continue  # template and account events join with their features
-            organization_id = await _organization_for(
-                session, (value.get("metadata") or {}).get("phone_number_id"), routes
-            )
-            if organization_id is None:
+                continue  # account and quality events join with the features that use them
+            connection = await _connection_for(session, (value.get("metadata") or {}).get("phone_number_id"), routes)
+            if connection is None:
                 summary.unrouted += 1
                 logger.warning("webhook change for an unknown phone number id was ignored")
                 continue
-            await _apply_messages(session, organization_id, value, summary)
-            await _apply_statuses(session, organization_id, value, summary)
+            await _apply_messages(session, connection, value, summary)
+            await _apply_statuses(session, connection.organization_id, value, summary)
     return summary
 
 
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The dicts of a list from a payload; anything else there is ignored, never a crash."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 async def _apply_messages(
-    session: AsyncSession, organization_id: str, value: dict[str, Any], summary: InboundSummary
+    session: AsyncSession, connection: WhatsAppConnection, value: dict[str, Any], summary: InboundSummary
 ) -> None:
+    organization_id = connection.organization_id
     # An empty profile name (Meta, or the sandbox without `name`) is no name: leave the contact's null.
-    names = {c.get("wa_id"): (c.get("profile") or {}).get("name") or None for c in value.get("contacts") or []}
-    for raw in value.get("messages") or []:
+    names = {c.get("wa_id"): (c.get("profile") or {}).get("name") or None for c in _objects(value.get("contacts"))}
+    for raw in _objects(value.get("messages")):
         sender = str(raw.get("from") or "")
         if not sender or not raw.get("id"):
             continue
@@ -199,8 +212,11 @@ async def _apply_messages(
         )
         if stored is None:
             summary.duplicates += 1
-        else:
-            summary.messages.append(stored)
+            continue
+        summary.messages.append(stored)
+        if content.get("providerMediaId") and "mediaId" not in content and connection.type == "cloud_api":
+            await session.flush()
+            enqueue(session, kind=FETCH_MEDIA_JOB, payload={"messageId": stored.id}, organization_id=organization_id)
 
 
 async def _link_known_media(session: AsyncSession, organization_id: str, content: dict[str, Any]) -> None:
@@ -214,19 +230,85 @@ async def _link_known_media(session: AsyncSession, organization_id: str, content
 async def _apply_statuses(
     session: AsyncSession, organization_id: str, value: dict[str, Any], summary: InboundSummary
 ) -> None:
-    for raw in value.get("statuses") or []:
+    for raw in _objects(value.get("statuses")):
         status = PROVIDER_STATUS.get(str(raw.get("status")))
         if status is None or not raw.get("id"):
             continue
-        error = (raw.get("errors") or [{}])[0] if status == "failed" else {}
+        wamid = str(raw["id"])
+        errors = _objects(raw.get("errors"))
+        error = errors[0] if status == "failed" and errors else {}
         details = (error.get("error_data") or {}).get("details")
-        await advance_status(
-            session,
-            organization_id=organization_id,
-            whatsapp_message_id=str(raw["id"]),
-            status=status,
-            at=_timestamp(raw.get("timestamp")),
-            error_code=error.get("code"),
-            error_message=details or error.get("message") or error.get("title"),
+        code = error.get("code") if isinstance(error.get("code"), int) else None
+        update_status: dict[str, Any] = {
+            "status": status,
+            "at": _timestamp(raw.get("timestamp")),
+            "error_code": code,
+            "error_message": details or error.get("message") or error.get("title"),
+            "error_explanation": explain(code),
+        }
+        moved = await advance_status(
+            session, organization_id=organization_id, whatsapp_message_id=wamid, **update_status
         )
+        if not moved and isinstance(raw.get("biz_opaque_callback_data"), str):
+            await _adopt(session, organization_id, raw["biz_opaque_callback_data"], wamid, update_status)
         summary.statuses += 1
+
+
+async def _adopt(
+    session: AsyncSession, organization_id: str, message_id: str, wamid: str, update_status: dict[str, Any]
+) -> None:
+    """A status for a send whose answer we lost: Meta names our message, so it takes Meta's id now."""
+    adopted = await session.execute(
+        update(Message)
+        .where(
+            Message.organization_id == organization_id,
+            Message.id == message_id,
+            Message.direction == "outbound",
+            Message.whatsapp_message_id.is_(None),
+        )
+        .values(whatsapp_message_id=wamid, dispatched_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    if adopted.rowcount == 1:  # type: ignore[attr-defined]
+        logger.info("message %s confirmed by a status webhook as %s", message_id, wamid)
+        await advance_status(session, organization_id=organization_id, message_id=message_id, **update_status)
+
+
+async def _apply_template_event(
+    session: AsyncSession, waba_id: str, field: str, value: dict[str, Any], summary: InboundSummary
+) -> None:
+    """Meta's verdicts on templates (approved, rejected, paused...), their quality and category."""
+    organizations = list(
+        await session.scalars(select(WhatsAppConnection.organization_id).where(WhatsAppConnection.waba_id == waba_id))
+    )
+    if not waba_id or not organizations:
+        summary.unrouted += 1
+        return
+    changes: dict[str, Any] = {}
+    if field == "message_template_status_update" and value.get("event"):
+        changes["status"] = str(value["event"])[:20]
+        reason = value.get("reason")
+        details = (
+            (value.get("rejection_info") or {}).get("reason") if isinstance(value.get("rejection_info"), dict) else None
+        )
+        changes["rejected_reason"] = (details or reason)[:200] if reason and reason != "NONE" else None
+    elif field == "message_template_quality_update" and value.get("new_quality_score"):
+        changes["quality_score"] = str(value["new_quality_score"])[:20]
+    elif field == "template_category_update" and value.get("new_category"):
+        changes["category"] = str(value["new_category"])[:20]
+    if not changes:
+        return
+    external_id = str(value.get("message_template_id") or "")
+    for organization_id in organizations:
+        query = update(Template).where(Template.organization_id == organization_id)
+        if external_id:
+            query = query.where(Template.external_id == external_id)
+        else:
+            query = query.where(
+                Template.name == value.get("message_template_name"),
+                Template.language == value.get("message_template_language"),
+            )
+        await session.execute(
+            query.values(**changes, updated_at=now()), execution_options={"synchronize_session": False}
+        )
+    summary.template_events += 1

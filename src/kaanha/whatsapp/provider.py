@@ -1,9 +1,15 @@
-"""What a WhatsApp connection must do, whichever it is (the sandbox, or Meta's Cloud API)."""
+"""What a WhatsApp connection must do, whichever it is (the sandbox, or Meta's Cloud API).
+
+A send has two steps so that a crash can never make us send twice: `prepare` runs in the
+transaction that marks the message as handed over (uploads, checks, the request body), then
+`dispatch` makes the one call that may reach WhatsApp, outside any transaction.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,22 +25,52 @@ class Outbound:
 
 
 @dataclass(frozen=True)
+class PreparedSend:
+    body: dict[str, Any] = field(default_factory=dict)
+    # Known before dispatch when the provider makes its own ids (the sandbox).
+    whatsapp_message_id: str | None = None
+
+
+@dataclass(frozen=True)
 class SendResult:
     whatsapp_message_id: str
 
 
 class ProviderError(Exception):
-    """A refusal from WhatsApp, with Meta's error code and what the user can do about it."""
+    """A refusal from WhatsApp, with Meta's error code and what the user can do about it.
 
-    def __init__(self, code: int, message: str, *, retryable: bool, explanation: str | None = None) -> None:
+    `in_doubt` marks a failure after which WhatsApp may have the message all the same (a timeout
+    once the request was written): such a send is never simply repeated.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        retryable: bool,
+        explanation: str | None = None,
+        retry_after: timedelta | None = None,
+        in_doubt: bool = False,
+    ) -> None:
         super().__init__(f"({code}) {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
         self.explanation = explanation or message
+        self.retry_after = retry_after
+        self.in_doubt = in_doubt
 
 
 class WhatsAppProvider(Protocol):
-    async def send(self, session: AsyncSession, outbound: Outbound) -> SendResult:
-        """Hand the message to WhatsApp; raise ProviderError when WhatsApp refuses it."""
+    async def prepare(self, session: AsyncSession, outbound: Outbound) -> PreparedSend:
+        """Everything before the call: checks, uploads, the request body. May raise ProviderError."""
+        ...
+
+    async def dispatch(self, prepared: PreparedSend) -> SendResult:
+        """Hand the message to WhatsApp; raise ProviderError when WhatsApp refuses it or can't be reached."""
+        ...
+
+    async def mark_read(self, whatsapp_message_id: str) -> None:
+        """Tell WhatsApp the customer's message was read (blue ticks on their phone)."""
         ...

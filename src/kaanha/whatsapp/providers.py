@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from kaanha.errors import KaanhaError
 from kaanha.models import WhatsAppConnection
 from kaanha.runtime import Runtime
+from kaanha.whatsapp.cloud_api.provider import CloudApiProvider
 from kaanha.whatsapp.provider import WhatsAppProvider
 from kaanha.whatsapp.sandbox.provider import SandboxProvider
 
 
-class ProviderUnavailable(KaanhaError):
-    status_code = 503
-    code = "provider_unavailable"
-
-
-def provider_for(connection: WhatsAppConnection, runtime: Runtime) -> WhatsAppProvider:
-    if connection.type == "sandbox":
-        return SandboxProvider(runtime)
-    raise ProviderUnavailable(f"The '{connection.type}' connection is not available in this version")
+def provider_for(connection: WhatsAppConnection, runtime: Runtime, *, attempt: int = 1) -> WhatsAppProvider:
+    if connection.type == "cloud_api":
+        return CloudApiProvider(runtime, connection, pair_limit_hits=max(0, attempt - 1))
+    return SandboxProvider(runtime)

@@ -19,13 +19,18 @@ from sqlalchemy.orm import Session
 from kaanha.kit.clock import now
 from kaanha.models import Job
 from kaanha.runtime import Runtime
-from kaanha.worker.queue import claim, next_due_at, wake_event
+from kaanha.worker.queue import DEFAULT_LEASE, claim, next_due_at, wake_event
 
 logger = logging.getLogger("kaanha.worker")
 
 Handler = Callable[[AsyncSession, Runtime, Job], Awaitable[None]]
+# A handler that commits in steps of its own (a call to Meta must not sit inside a transaction).
+StepwiseHandler = Callable[[Runtime, Job, "Lease"], Awaitable[None]]
+GiveUpHandler = Callable[[AsyncSession, Runtime, Job, Exception], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {}
-HANDLER_MODULES = ("kaanha.messages.tasks", "kaanha.whatsapp.sandbox.tasks")
+STEPWISE_HANDLERS: dict[str, StepwiseHandler] = {}
+GIVE_UP_HANDLERS: dict[str, GiveUpHandler] = {}
+HANDLER_MODULES = ("kaanha.messages.tasks", "kaanha.whatsapp.sandbox.tasks", "kaanha.whatsapp.cloud_api.tasks")
 
 
 class RetryLater(Exception):
@@ -40,9 +45,31 @@ class PermanentFailure(Exception):
     """Raised by a handler whose job can never succeed; it is not retried."""
 
 
-def task(kind: str) -> Callable[[Handler], Handler]:
+def task(kind: str, *, on_give_up: GiveUpHandler | None = None) -> Callable[[Handler], Handler]:
+    """Register a handler that runs in one transaction with its job's completion.
+
+    `on_give_up` runs (in its own transaction) when the job fails for good, so whatever waited
+    on the job can say so instead of waiting forever.
+    """
+
     def register(handler: Handler) -> Handler:
         HANDLERS[kind] = handler
+        if on_give_up:
+            GIVE_UP_HANDLERS[kind] = on_give_up
+        return handler
+
+    return register
+
+
+def stepwise_task(
+    kind: str, *, on_give_up: GiveUpHandler | None = None
+) -> Callable[[StepwiseHandler], StepwiseHandler]:
+    """Register a handler that opens its own transactions and proves its lease with `Lease.hold`."""
+
+    def register(handler: StepwiseHandler) -> StepwiseHandler:
+        STEPWISE_HANDLERS[kind] = handler
+        if on_give_up:
+            GIVE_UP_HANDLERS[kind] = on_give_up
         return handler
 
     return register
@@ -69,6 +96,25 @@ class LeaseLost(Exception):
     pass
 
 
+class Lease:
+    """A worker's claim on a job, checked and extended inside the caller's transaction."""
+
+    def __init__(self, job_id: str, worker_id: str, duration: timedelta = DEFAULT_LEASE) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.duration = duration
+
+    async def hold(self, session: AsyncSession) -> None:
+        """Extend the lease, or raise LeaseLost (rolling the caller's transaction back) if it ran out."""
+        renewed = await session.execute(
+            update(Job)
+            .where(Job.id == self.job_id, Job.locked_by == self.worker_id, Job.status == "running")
+            .values(locked_until=now() + self.duration)
+        )
+        if renewed.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(self.job_id)
+
+
 class Worker:
     def __init__(self, runtime: Runtime, *, batch_size: int = 20, poll_interval: float = 1.0) -> None:
         self.runtime = runtime
@@ -86,24 +132,32 @@ class Worker:
         return len(jobs)
 
     async def _run(self, job: Job) -> None:
-        handler = HANDLERS.get(job.kind)
         try:
+            if job.kind in STEPWISE_HANDLERS:
+                await STEPWISE_HANDLERS[job.kind](self.runtime, job, Lease(job.id, self.worker_id))
+                async with self.runtime.database.transaction() as session:
+                    await self._finish(session, job)
+                return
+            handler = HANDLERS.get(job.kind)
             if handler is None:
                 raise PermanentFailure(f"no handler for job kind '{job.kind}'")
             async with self.runtime.database.transaction() as session:
                 await handler(session, self.runtime, job)
-                finished = await session.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.locked_by == self.worker_id, Job.status == "running")
-                    .values(status="done", finished_at=now(), locked_until=None)
-                )
-                if finished.rowcount != 1:  # type: ignore[attr-defined]
-                    # Our lease ran out and another worker took the job: undo our work, theirs counts.
-                    raise LeaseLost(job.id)
+                await self._finish(session, job)
         except LeaseLost:
             logger.warning("job %s lost its lease; its work was rolled back", job.id)
         except Exception as error:
             await self._record_failure(job, error)
+
+    async def _finish(self, session: AsyncSession, job: Job) -> None:
+        finished = await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.locked_by == self.worker_id, Job.status == "running")
+            .values(status="done", finished_at=now(), locked_until=None)
+        )
+        if finished.rowcount != 1:  # type: ignore[attr-defined]
+            # Our lease ran out and another worker took the job: undo our work, theirs counts.
+            raise LeaseLost(job.id)
 
     async def _record_failure(self, job: Job, error: Exception) -> None:
         retry = isinstance(error, RetryLater) or (
@@ -115,7 +169,7 @@ class Worker:
         if not isinstance(error, RetryLater | PermanentFailure):
             logger.exception("job %s (%s) failed on attempt %s", job.id, job.kind, job.attempts, exc_info=error)
         async with self.runtime.database.transaction() as session:
-            await session.execute(
+            recorded = await session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.locked_by == self.worker_id)
                 .values(
@@ -127,6 +181,9 @@ class Worker:
                     finished_at=None if retry else now(),
                 )
             )
+            give_up = GIVE_UP_HANDLERS.get(job.kind)
+            if not retry and give_up is not None and recorded.rowcount == 1:  # type: ignore[attr-defined]
+                await give_up(session, self.runtime, job, error)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set: run due jobs, then sleep until the next is due or a wake-up."""

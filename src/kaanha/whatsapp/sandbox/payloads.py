@@ -40,21 +40,18 @@ def envelope(connection: WhatsAppConnection, value: dict[str, Any]) -> dict[str,
 
 
 def status_payload(
-    connection: WhatsAppConnection, *, wamid: str, status: str, recipient: str, at: datetime
+    connection: WhatsAppConnection,
+    *,
+    wamid: str,
+    status: str,
+    recipient: str,
+    at: datetime,
+    callback_data: str | None = None,
 ) -> dict[str, Any]:
-    return envelope(
-        connection,
-        {
-            "statuses": [
-                {
-                    "id": wamid,
-                    "status": status,
-                    "timestamp": str(int(at.timestamp())),
-                    "recipient_id": recipient,
-                }
-            ]
-        },
-    )
+    item = {"id": wamid, "status": status, "timestamp": str(int(at.timestamp())), "recipient_id": recipient}
+    if callback_data:
+        item["biz_opaque_callback_data"] = callback_data
+    return envelope(connection, {"statuses": [item]})
 
 
 def message_payload(

@@ -11,7 +11,7 @@ from kaanha.kit.clock import now
 from kaanha.kit.phone import wa_id
 from kaanha.runtime import Runtime
 from kaanha.templates.repository import TemplateRepository
-from kaanha.whatsapp.provider import Outbound, ProviderError, SendResult
+from kaanha.whatsapp.provider import Outbound, PreparedSend, ProviderError, SendResult
 from kaanha.whatsapp.sandbox.payloads import new_wamid, status_payload
 from kaanha.worker.queue import enqueue
 
@@ -22,7 +22,7 @@ class SandboxProvider:
     def __init__(self, runtime: Runtime) -> None:
         self.settings = runtime.settings.sandbox
 
-    async def send(self, session: AsyncSession, outbound: Outbound) -> SendResult:
+    async def prepare(self, session: AsyncSession, outbound: Outbound) -> PreparedSend:
         message = outbound.message
         if message.type != "template" and not is_window_open(outbound.contact.last_inbound_at):
             raise ProviderError(
@@ -44,7 +44,13 @@ class SandboxProvider:
                 )
         wamid = new_wamid()
         self._report_later(session, outbound, wamid)
-        return SendResult(whatsapp_message_id=wamid)
+        return PreparedSend(whatsapp_message_id=wamid)
+
+    async def dispatch(self, prepared: PreparedSend) -> SendResult:
+        return SendResult(whatsapp_message_id=prepared.whatsapp_message_id or new_wamid())
+
+    async def mark_read(self, whatsapp_message_id: str) -> None:
+        """The sandbox's customers have no phone to show blue ticks on."""
 
     def _report_later(self, session: AsyncSession, outbound: Outbound, wamid: str) -> None:
         """Queue the status webhooks Meta would send: delivered, then read, a few seconds apart."""
@@ -58,7 +64,14 @@ class SandboxProvider:
             enqueue(
                 session,
                 kind=WEBHOOK_JOB,
-                payload=status_payload(outbound.connection, wamid=wamid, status=status, recipient=recipient, at=at),
+                payload=status_payload(
+                    outbound.connection,
+                    wamid=wamid,
+                    status=status,
+                    recipient=recipient,
+                    at=at,
+                    callback_data=outbound.message.id,
+                ),
                 organization_id=outbound.message.organization_id,
                 run_at=at,
             )
