@@ -128,3 +128,56 @@ async def test_sandbox_media_message_is_served_from_our_store(client, tenant):
     assert content["caption"] == "my receipt"
     download = await client.get(f"/api/media/{content['mediaId']}", headers=tenant.headers)
     assert download.content == png
+
+
+async def _receive(runtime, tenant, raw_message: dict[str, Any]) -> None:
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    payload["entry"][0]["changes"][0]["value"]["messages"] = [raw_message]
+    routed = await _routed_to(runtime, tenant, payload)
+    async with runtime.database.transaction() as session:
+        await process_payload(session, routed)
+
+
+async def test_a_deleted_message_shows_as_deleted_and_an_edit_replaces_the_text(client, runtime, tenant):
+    sender = "16505551234"
+    for wamid, text in (("wamid.first", "See you at 5"), ("wamid.second", "Bring the invoice")):
+        await _receive(
+            runtime,
+            tenant,
+            {"from": sender, "id": wamid, "timestamp": "1750000000", "type": "text", "text": {"body": text}},
+        )
+    await _receive(
+        runtime,
+        tenant,
+        {
+            "from": sender,
+            "id": "wamid.revoke",
+            "timestamp": "1750000060",
+            "type": "revoke",
+            "revoke": {"original_message_id": "wamid.first"},
+        },
+    )
+    await _receive(
+        runtime,
+        tenant,
+        {
+            "from": sender,
+            "id": "wamid.edit",
+            "timestamp": "1750000090",
+            "type": "edit",
+            "edit": {
+                "original_message_id": "wamid.second",
+                "message": {"type": "text", "text": {"body": "Bring the invoice and the receipt"}},
+            },
+        },
+    )
+    listed = (await client.get(f"{API}/messages", headers=tenant.headers, params={"limit": 10})).json()["data"]
+    by_wamid = {message["whatsappMessageId"]: message for message in listed}
+    assert by_wamid["wamid.first"]["content"]["deleted"] is True
+    edited = by_wamid["wamid.second"]["content"]
+    assert edited["text"] == "Bring the invoice and the receipt"
+    assert edited["originalText"] == "Bring the invoice"
+    assert edited["edited"] is True
+    # The revoke and the edit are kept too, pointing at the message they changed.
+    assert by_wamid["wamid.revoke"]["content"]["messageId"] == by_wamid["wamid.first"]["id"]
+    assert by_wamid["wamid.edit"]["content"]["messageId"] == by_wamid["wamid.second"]["id"]

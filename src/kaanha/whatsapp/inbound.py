@@ -214,9 +214,35 @@ async def _apply_messages(
             summary.duplicates += 1
             continue
         summary.messages.append(stored)
+        if message_type in ("revoke", "edit"):
+            original_id = await _change_original(session, organization_id, message_type, content, stored.created_at)
+            if original_id:
+                stored.content = {**stored.content, "messageId": original_id}
         if content.get("providerMediaId") and "mediaId" not in content and connection.type == "cloud_api":
             await session.flush()
             enqueue(session, kind=FETCH_MEDIA_JOB, payload={"messageId": stored.id}, organization_id=organization_id)
+
+
+async def _change_original(
+    session: AsyncSession, organization_id: str, message_type: str, content: dict[str, Any], at: datetime
+) -> str | None:
+    """A customer deleted or edited an earlier message: the original shows it, as it does on their phone."""
+    original = await MessageRepository(session, organization_id).find_by_wamid(str(content.get("whatsappMessageId")))
+    if original is None:
+        return None
+    changed = dict(original.content)
+    if message_type == "revoke":
+        changed.update(deleted=True, deletedAt=at.isoformat().replace("+00:00", "Z"))
+    else:
+        found = content.get("message")
+        edited: dict[str, Any] = found if isinstance(found, dict) else {}
+        _, new_content = parse_message(edited) if edited.get("type") else ("", {})
+        if "text" in new_content or "caption" in new_content:
+            changed.setdefault("originalText", original.content.get("text") or original.content.get("caption"))
+            changed.update({key: new_content[key] for key in ("text", "caption") if key in new_content})
+        changed.update(edited=True, editedAt=at.isoformat().replace("+00:00", "Z"))
+    original.content = changed
+    return original.id
 
 
 async def _link_known_media(session: AsyncSession, organization_id: str, content: dict[str, Any]) -> None:
