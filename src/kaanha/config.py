@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = 1 * MiB
     default_region: str = "IN"
     run_workers: bool = True
+    # How long a claimed job stays a worker's: a crashed worker's jobs are taken over after this.
+    job_lease_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)

@@ -18,7 +18,7 @@ import logging
 from datetime import timedelta
 from enum import Enum
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.contacts.repository import ContactRepository
@@ -26,7 +26,7 @@ from kaanha.kit.clock import now
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import SEND_JOB
 from kaanha.messages.status import advance_status
-from kaanha.models import Job, Message, WhatsAppConnection
+from kaanha.models import InboundEvent, Job, Message, WhatsAppConnection
 from kaanha.organizations.repository import get_connection
 from kaanha.runtime import Runtime
 from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID
@@ -48,20 +48,33 @@ class InDoubt(Enum):
     GIVE_UP = "give_up"
 
 
-def _in_doubt(message: Message, connection: WhatsAppConnection, wait: timedelta) -> InDoubt:
+def _in_doubt(
+    message: Message, connection: WhatsAppConnection, wait: timedelta, *, webhooks_unapplied: bool
+) -> InDoubt:
     """What to do with a send whose answer was lost.
 
     Meta reports every message it accepts in a status webhook within seconds, naming our message in
-    `biz_opaque_callback_data`. So: wait for it; if the wait passes while other webhooks kept
-    arriving, Meta never took the message and it is safe to send; if no webhook arrived at all, we
-    can't tell, and a person decides (the message fails with an explanation).
+    `biz_opaque_callback_data`. So: wait for it, and for every webhook already received to be applied;
+    if the wait passes while other webhooks kept arriving, Meta never took the message and it is safe
+    to send; if no webhook arrived at all, we can't tell, and a person decides (the message fails
+    with an explanation).
     """
     dispatched_at = message.dispatched_at or now()
-    if now() < dispatched_at + wait:
+    if now() < dispatched_at + wait or webhooks_unapplied:
         return InDoubt.WAIT
     if connection.last_webhook_at is not None and connection.last_webhook_at > dispatched_at:
         return InDoubt.RESEND
     return InDoubt.GIVE_UP
+
+
+async def _webhooks_unapplied(session: AsyncSession, organization_id: str) -> bool:
+    """Whether a webhook we acknowledged still waits to be processed (it may confirm the send)."""
+    waiting = await session.scalar(
+        select(InboundEvent.id)
+        .where(InboundEvent.organization_id == organization_id, InboundEvent.processed_at.is_(None))
+        .limit(1)
+    )
+    return waiting is not None
 
 
 async def _fail(
@@ -99,8 +112,12 @@ async def fail_abandoned_send(session: AsyncSession, _runtime: Runtime, job: Job
     """The send job failed for good (a bug or an outage outlasting every retry): say so on the message."""
     organization_id = job.organization_id or ""
     message = await MessageRepository(session, organization_id).find(job.payload.get("messageId", ""))
-    if message is None or message.status != "queued" or message.dispatched_at is not None:
-        return  # sent, or in doubt: a failure would claim more than we know
+    if message is None or message.status != "queued":
+        return
+    if message.dispatched_at is not None:
+        # It may have reached WhatsApp: say exactly that, never "not sent".
+        await _fail(session, message, code=None, text="Unconfirmed send", explanation=UNCONFIRMED_EXPLANATION)
+        return
     await _fail(
         session,
         message,
@@ -121,9 +138,11 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
             return  # deleted with its contact, confirmed by a webhook, or already handled
         connection = await get_connection(session, organization_id)
         if message.dispatched_at is not None:
-            verdict = _in_doubt(message, connection, wait)
+            unapplied = await _webhooks_unapplied(session, organization_id)
+            verdict = _in_doubt(message, connection, wait, webhooks_unapplied=unapplied)
             if verdict is InDoubt.WAIT:
-                raise RetryLater("waiting for WhatsApp to confirm a send", delay=message.dispatched_at + wait - now())
+                delay = max(message.dispatched_at + wait - now(), timedelta(seconds=1))
+                raise RetryLater("waiting for WhatsApp to confirm a send", delay=delay)
             if verdict is InDoubt.GIVE_UP:
                 await _fail(session, message, code=None, text="Unconfirmed send", explanation=UNCONFIRMED_EXPLANATION)
                 return

@@ -154,8 +154,14 @@ async def _connection_for(
     return cache[phone_number_id]
 
 
-async def process_payload(session: AsyncSession, payload: dict[str, Any]) -> InboundSummary:
-    """Apply one webhook payload: route each change by its phone number id, then store what it says."""
+async def process_payload(
+    session: AsyncSession, payload: dict[str, Any], *, organizations: set[str] | None = None
+) -> InboundSummary:
+    """Apply one webhook payload: route each change by its phone number id, then store what it says.
+
+    `organizations`, when given, are the only ones the payload may touch: those whose app secret
+    signed it. A change routed anywhere else is dropped, so no tenant can write into another's data.
+    """
     summary = InboundSummary()
     routes: dict[str, WhatsAppConnection | None] = {}
     for entry in _objects(payload.get("entry")):
@@ -163,12 +169,14 @@ async def process_payload(session: AsyncSession, payload: dict[str, Any]) -> Inb
             found = change.get("value")
             value: dict[str, Any] = found if isinstance(found, dict) else {}
             if change.get("field") in TEMPLATE_FIELDS:
-                await _apply_template_event(session, str(entry.get("id") or ""), str(change["field"]), value, summary)
+                await _apply_template_event(
+                    session, str(entry.get("id") or ""), str(change["field"]), value, summary, organizations
+                )
                 continue
             if change.get("field") != "messages":
                 continue  # account and quality events join with the features that use them
             connection = await _connection_for(session, (value.get("metadata") or {}).get("phone_number_id"), routes)
-            if connection is None:
+            if connection is None or (organizations is not None and connection.organization_id not in organizations):
                 summary.unrouted += 1
                 logger.warning("webhook change for an unknown phone number id was ignored")
                 continue
@@ -301,12 +309,18 @@ async def _adopt(
 
 
 async def _apply_template_event(
-    session: AsyncSession, waba_id: str, field: str, value: dict[str, Any], summary: InboundSummary
+    session: AsyncSession,
+    waba_id: str,
+    field: str,
+    value: dict[str, Any],
+    summary: InboundSummary,
+    allowed: set[str] | None,
 ) -> None:
     """Meta's verdicts on templates (approved, rejected, paused...), their quality and category."""
-    organizations = list(
-        await session.scalars(select(WhatsAppConnection.organization_id).where(WhatsAppConnection.waba_id == waba_id))
+    found = await session.scalars(
+        select(WhatsAppConnection.organization_id).where(WhatsAppConnection.waba_id == waba_id)
     )
+    organizations = [organization_id for organization_id in found if allowed is None or organization_id in allowed]
     if not waba_id or not organizations:
         summary.unrouted += 1
         return

@@ -121,12 +121,13 @@ class Worker:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self.lease = timedelta(seconds=runtime.settings.job_lease_seconds)
         load_handlers()
 
     async def run_once(self) -> int:
         """Claim and run one batch of due jobs; return how many were claimed."""
         async with self.runtime.database.transaction() as session:
-            jobs = await claim(session, worker_id=self.worker_id, limit=self.batch_size)
+            jobs = await claim(session, worker_id=self.worker_id, limit=self.batch_size, lease=self.lease)
         for job in jobs:
             await self._run(job)
         return len(jobs)
@@ -134,7 +135,7 @@ class Worker:
     async def _run(self, job: Job) -> None:
         try:
             if job.kind in STEPWISE_HANDLERS:
-                await STEPWISE_HANDLERS[job.kind](self.runtime, job, Lease(job.id, self.worker_id))
+                await STEPWISE_HANDLERS[job.kind](self.runtime, job, Lease(job.id, self.worker_id, self.lease))
                 async with self.runtime.database.transaction() as session:
                     await self._finish(session, job)
                 return

@@ -37,7 +37,10 @@ async def process_inbound_event(session: AsyncSession, _runtime: Runtime, job: J
     event = await session.get(InboundEvent, job.payload["eventId"])
     if event is None or event.processed_at is not None:
         return
-    summary = await process_payload(session, event.payload)
+    signers = job.payload.get("organizations")
+    summary = await process_payload(
+        session, event.payload, organizations=set(signers) if isinstance(signers, list) else None
+    )
     event.processed_at = now()
     if summary.unrouted:
         logger.warning("event %s: %s change(s) for numbers no organization has", event.id, summary.unrouted)

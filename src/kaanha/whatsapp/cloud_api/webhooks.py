@@ -100,6 +100,12 @@ async def _signers(
         secret = runtime.secret_box.decrypt(connection.app_secret_encrypted or "")
         if constant_time_equals(signature, signature_of(body, secret)):
             signers.append(connection)
+    # A tenant knows its own app secret: naming its WABA must not let it speak for another's number.
+    unsigned = numbers - {connection.phone_number_id for connection in signers}
+    if signers and unsigned:
+        foreign = select(WhatsAppConnection.organization_id).where(WhatsAppConnection.phone_number_id.in_(unsigned))
+        if await session.scalar(foreign.limit(1)) is not None:
+            return []
     return signers
 
 
@@ -138,7 +144,13 @@ async def receive_webhook(session: AsyncSession, runtime: Runtime, *, body: byte
     stored = await session.execute(insert(InboundEvent).values(values).on_conflict_do_nothing())
     if stored.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    enqueue(session, kind=INBOUND_EVENT_JOB, payload={"eventId": event_id}, organization_id=signers[0].organization_id)
+    enqueue(
+        session,
+        kind=INBOUND_EVENT_JOB,
+        # Processing may touch only the organizations whose secret signed these bytes.
+        payload={"eventId": event_id, "organizations": sorted({c.organization_id for c in signers})},
+        organization_id=signers[0].organization_id,
+    )
     return True
 
 
