@@ -27,7 +27,8 @@ def test_refusals_fail_with_metas_code_and_a_readable_explanation(code):
     assert not error.retryable
     assert error.code == code
     assert error.message == "what Meta said in detail"
-    assert error.explanation and error.explanation != error.message
+    assert error.explanation
+    assert error.explanation != error.message
 
 
 def test_a_server_error_is_retried_whatever_its_code():

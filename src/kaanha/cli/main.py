@@ -269,6 +269,58 @@ def serve(
     )
 
 
+@app.command("fake-meta")
+def fake_meta(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1)")] = 8900,
+    callback_url: Annotated[
+        str | None, typer.Option("--callback-url", help="Where to post webhooks (loopback only)")
+    ] = "http://127.0.0.1:8000/api/webhooks/whatsapp",
+    access_token: Annotated[str, typer.Option("--access-token", help="The token clients must send")] = "fake-token",  # noqa: S107 (a demo fake's)
+    app_secret: Annotated[str, typer.Option("--app-secret", help="Signs the webhooks")] = "fake-app-secret",  # noqa: S107
+    phone_number_id: Annotated[str, typer.Option("--phone-number-id")] = "100000000000101",
+    waba_id: Annotated[str, typer.Option("--waba-id")] = "100000000000001",
+    throughput: Annotated[int, typer.Option(help="Messages per second before 130429")] = 80,
+    error_rate: Annotated[float, typer.Option(help="Share of sends answered with a 5xx")] = 0.0,
+    timeout_rate: Annotated[float, typer.Option(help="Share of sends accepted but answered too late")] = 0.0,
+    slow_rate: Annotated[float, typer.Option(help="Share of sends answered slowly")] = 0.0,
+    failed_status_rate: Annotated[float, typer.Option(help="Share of sends that end in a failed status")] = 0.0,
+    window: Annotated[bool, typer.Option("--window/--no-window", help="Enforce the 24-hour window")] = True,
+) -> None:
+    """Run a fake of Meta's Graph API on 127.0.0.1, for demos without a Meta account."""
+    import uvicorn
+
+    from kaanha.testing.fake_graph import FakeGraphAPI
+
+    try:
+        fake = FakeGraphAPI.from_options(
+            access_token=access_token,
+            app_secret=app_secret,
+            callback_url=callback_url,
+            phone_number_id=phone_number_id,
+            waba_id=waba_id,
+            throughput_per_second=throughput,
+            error_rate=error_rate,
+            timeout_rate=timeout_rate,
+            slow_rate=slow_rate,
+            failed_status_rate=failed_status_rate,
+            enforce_window=window,
+        )
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(
+        f"""Fake Graph API on http://127.0.0.1:{port} (webhooks to {callback_url})
+Point Kaanha at it and connect an organization:
+  export KAANHA_GRAPH_API_URL=http://127.0.0.1:{port}
+  kaanha connect cloud-api --org ORG --phone-number-id {phone_number_id} --waba-id {waba_id} \\
+      --access-token {access_token} --app-secret {app_secret} --verify-token any-verify-token
+A customer writes:  curl -X POST http://127.0.0.1:{port}/_fake/customers/919876543210/messages \\
+      -H 'Content-Type: application/json' -d '{{"phone_number_id": "{phone_number_id}", "text": "Hi"}}'
+"""
+    )
+    uvicorn.run(fake.app, host="127.0.0.1", port=port, log_level="warning")
+
+
 @app.command()
 def worker() -> None:
     """Run background workers only (scale them out beside `kaanha serve --no-workers`)."""
