@@ -955,9 +955,7 @@ async def test_copying_another_organizations_waba_id_gives_no_power_over_its_tem
     await connect_cloud_api(
         runtime, other_tenant, phone_number_id=THEIR_NUMBER, waba_id="102290129340398", secret=OTHER_SECRET
     )
-    victims = await add_template(
-        runtime, tenant, name="abandoned_cart", language="en", external_id="1689556908129835"
-    )
+    victims = await add_template(runtime, tenant, name="abandoned_cart", language="en", external_id="1689556908129835")
     attackers = await add_template(
         runtime, other_tenant, name="abandoned_cart", language="en", external_id="1689556908129835"
     )
