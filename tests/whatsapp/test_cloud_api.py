@@ -360,3 +360,52 @@ async def test_inbound_media_is_fetched_from_meta_into_our_store(cloud):
     download = await cloud.client.get(f"/api/media/{message.content['mediaId']}", headers=cloud.tenant.headers)
     assert download.status_code == 200
     assert download.content == PNG
+
+
+async def test_with_faults_injected_every_message_ends_sent_or_failed_with_a_reason(
+    runtime, client, tenant, caplog
+):
+    faulty = new_fake(
+        error_rate=0.2,
+        timeout_rate=0.1,
+        timeout_seconds=0.6,
+        slow_rate=0.1,
+        slow_seconds=0.05,
+        failed_status_rate=0.1,
+        duplicate_status_rate=0.3,
+        reorder_status_rate=0.3,
+    )
+    runtime.http = new_http_client(timeout=0.3, connect_timeout=1)
+    runtime.settings.cloud_api.unconfirmed_send_wait_seconds = 0.5
+    caplog.set_level("DEBUG")
+    async with cloud_connection(runtime, client, tenant, faulty) as cloud:
+        template = {
+            "type": "template",
+            "templateName": "order_update",
+            "language": "en_US",
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "Asha"}, {"type": "text", "text": "#9"}]}
+            ],
+        }
+        sent = [await cloud.send({"to": f"+91987650{number:04d}", **template}) for number in range(40)]
+        for _ in range(60):
+            await cloud.settle()
+            statuses = [(await cloud.message(message["id"]))["status"] for message in sent]
+            if "queued" not in statuses:
+                break
+            await asyncio.sleep(0.2)
+        await cloud.settle()
+        messages = [await cloud.message(message["id"]) for message in sent]
+    accepted = faulty.sent_by_callback_data()
+    assert faulty.stats.timeouts and faulty.stats.refused, "the faults were not exercised"
+    for message in messages:
+        assert message["status"] in ("sent", "delivered", "read", "failed"), message
+        if message["status"] == "failed":
+            assert message["error"]["message"], message
+            assert message["error"]["explanation"], message
+        else:
+            (once,) = accepted[message["id"]]  # Meta got it exactly once
+            assert message["whatsappMessageId"] == once.wamid
+    assert any(message["status"] == "failed" for message in messages)
+    assert TOKEN not in caplog.text
+    assert APP_SECRET not in caplog.text
