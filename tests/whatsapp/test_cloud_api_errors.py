@@ -50,3 +50,16 @@ def test_no_answer_is_retried():
 def test_the_pair_rate_limit_backs_off_four_to_the_x_seconds():
     delays = [provider_error(graph_error(131056), pair_limit_hits=hits).retry_after for hits in range(4)]
     assert delays == [timedelta(seconds=1), timedelta(seconds=4), timedelta(seconds=16), timedelta(seconds=64)]
+
+
+def test_the_access_token_goes_only_to_metas_hosts_and_the_configured_graph_host():
+    import httpx
+
+    from kaanha.whatsapp.cloud_api.client import GraphClient
+
+    client = GraphClient(httpx.AsyncClient(), base_url="http://127.0.0.1:8900", version="v24.0", access_token="t")
+    assert client.may_receive_token("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1")
+    assert client.may_receive_token("http://127.0.0.1:8900/_fake/media/1/download")
+    assert not client.may_receive_token("https://attacker.example/steal")
+    assert not client.may_receive_token("https://fbsbx.com.attacker.example/x")
+    assert not client.may_receive_token("http://169.254.169.254/latest/meta-data/")

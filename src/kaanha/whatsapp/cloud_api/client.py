@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import orjson
 
+# Where Meta serves media from (lookaside.fbsbx.com today); our token is sent nowhere else.
+META_MEDIA_HOSTS = (".fbsbx.com", ".facebook.com", ".fbcdn.net", ".whatsapp.net")
+
 # Raised before a byte of the request left: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -112,7 +115,13 @@ class GraphClient:
         return await self._call("GET", media_id)
 
     async def download(self, url: str) -> AsyncIterator[bytes]:
-        """The bytes behind a media URL from `media_info`; it needs the token and may redirect."""
+        """The bytes behind a media URL from `media_info`; it needs the token and may redirect.
+
+        The token goes only to Meta's hosts (or the configured Graph host, e.g. the fake); httpx drops
+        it on a redirect to another origin.
+        """
+        if not self.may_receive_token(url):
+            raise GraphError(code=0, message=f"media URL on an unexpected host: {url[:200]}", http_status=400)
         try:
             async with self._http.stream("GET", url, headers=self._headers, follow_redirects=True) as response:
                 if response.status_code >= 400:
@@ -122,6 +131,10 @@ class GraphClient:
                     yield chunk
         except httpx.HTTPError as error:
             raise GraphUnreachable(f"{type(error).__name__}: {error}", may_have_arrived=True) from error
+
+    def may_receive_token(self, url: str) -> bool:
+        host = httpx.URL(url).host
+        return host == httpx.URL(self._root).host or host.endswith(META_MEDIA_HOSTS)
 
     async def templates(self, waba_id: str, *, after: str | None = None, limit: int = 100) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
