@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     run_workers: bool = True
     # How long a claimed job stays a worker's: a crashed worker's jobs are taken over after this.
     job_lease_seconds: float = Field(default=60.0, gt=0)
+    # Jobs a worker runs at once (they mostly wait on Meta); each holds a database connection.
+    worker_concurrency: int = Field(default=20, ge=1, le=200)
     log_level: str = "INFO"
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)

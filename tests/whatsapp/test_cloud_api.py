@@ -402,9 +402,69 @@ async def test_with_faults_injected_every_message_ends_sent_or_failed_with_a_rea
         if message["status"] == "failed":
             assert message["error"]["message"], message
             assert message["error"]["explanation"], message
+            assert len(accepted.get(message["id"], [])) <= 1, message  # never sent twice either
         else:
             (once,) = accepted[message["id"]]  # Meta got it exactly once
             assert message["whatsappMessageId"] == once.wamid
     assert any(message["status"] == "failed" for message in messages)
     assert TOKEN not in caplog.text
     assert APP_SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("token", ["EAAG-secret\nline2", "EAAG-secret…", "EAAG secret with spaces"])
+async def test_a_token_that_cant_be_a_header_is_refused_without_being_echoed(cloud, client, tenant, token):
+    r = await client.put(f"{API}/connection", json=cloud.connection_body(accessToken=token), headers=tenant.headers)
+    body = assert_error(r, 400)
+    assert "secret" not in body["error"]
+
+
+async def test_a_429_without_metas_error_body_is_retried(cloud):
+    await cloud.customer_writes()
+    cloud.fake.fail_next(429, http_status=429, message="Too Many Requests")
+    message = await cloud.send({"to": f"+{CUSTOMER}", "type": "text", "text": "Hello"})
+    await cloud.settle()
+    assert (await cloud.message(message["id"]))["status"] in ("sent", "delivered", "read")
+
+
+async def test_a_late_confirmation_replaces_our_unconfirmed_failure(cloud):
+    await cloud.customer_writes()
+    message = await cloud.send({"to": f"+{CUSTOMER}", "type": "text", "text": "Hello"})
+    await _lost_in_flight(cloud, message["id"], webhook_after=False)
+    await cloud.settle()
+    assert (await cloud.message(message["id"]))["error"]["message"] == "Unconfirmed send"
+    # Meta's status for it arrives after all (it had the message): the failure gives way.
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": WABA_ID,
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"display_phone_number": "15550100123", "phone_number_id": PHONE_NUMBER_ID},
+                            "statuses": [
+                                {
+                                    "id": "wamid.late-confirmation",
+                                    "status": "delivered",
+                                    "timestamp": str(int(now().timestamp())),
+                                    "recipient_id": CUSTOMER,
+                                    "biz_opaque_callback_data": message["id"],
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = await cloud.client.post("/api/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": signature})
+    assert r.status_code == 200, r.text
+    await cloud.settle()
+    found = await cloud.message(message["id"])
+    assert found["status"] == "delivered"
+    assert found["whatsappMessageId"] == "wamid.late-confirmation"
+    assert found["error"] is None

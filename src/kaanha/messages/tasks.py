@@ -15,7 +15,7 @@ names it by `biz_opaque_callback_data`; see `_in_doubt` and docs/decisions.md.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 
 from sqlalchemy import or_, select, update
@@ -30,7 +30,8 @@ from kaanha.models import InboundEvent, Job, Message, WhatsAppConnection
 from kaanha.organizations.repository import get_connection
 from kaanha.runtime import Runtime
 from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID
-from kaanha.whatsapp.provider import Outbound, PreparedSend, ProviderError, WhatsAppProvider
+from kaanha.whatsapp.inbound import UNCONFIRMED
+from kaanha.whatsapp.provider import Outbound, Paced, PreparedSend, ProviderError, WhatsAppProvider
 from kaanha.whatsapp.providers import provider_for
 from kaanha.worker.runner import Lease, RetryLater, backoff, stepwise_task
 
@@ -40,6 +41,10 @@ UNCONFIRMED_EXPLANATION = (
     "Kaanha lost WhatsApp's answer to this send and WhatsApp never confirmed it, so it may or may not "
     "have reached the customer. Check the conversation before sending it again."
 )
+
+
+# A number's send slots free up within a second; a paced job comes back that soon.
+PACED_RETRY = timedelta(milliseconds=500)
 
 
 class InDoubt(Enum):
@@ -67,11 +72,15 @@ def _in_doubt(
     return InDoubt.GIVE_UP
 
 
-async def _webhooks_unapplied(session: AsyncSession, organization_id: str) -> bool:
-    """Whether a webhook we acknowledged still waits to be processed (it may confirm the send)."""
+async def _webhooks_unapplied(session: AsyncSession, organization_id: str, *, since: datetime) -> bool:
+    """Whether a webhook received since the dispatch still waits to be processed (it may confirm it)."""
     waiting = await session.scalar(
         select(InboundEvent.id)
-        .where(InboundEvent.organization_id == organization_id, InboundEvent.processed_at.is_(None))
+        .where(
+            InboundEvent.organization_id == organization_id,
+            InboundEvent.received_at >= since,
+            InboundEvent.processed_at.is_(None),
+        )
         .limit(1)
     )
     return waiting is not None
@@ -116,7 +125,7 @@ async def fail_abandoned_send(session: AsyncSession, _runtime: Runtime, job: Job
         return
     if message.dispatched_at is not None:
         # It may have reached WhatsApp: say exactly that, never "not sent".
-        await _fail(session, message, code=None, text="Unconfirmed send", explanation=UNCONFIRMED_EXPLANATION)
+        await _fail(session, message, code=None, text=UNCONFIRMED, explanation=UNCONFIRMED_EXPLANATION)
         return
     await _fail(
         session,
@@ -132,29 +141,35 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
     organization_id = job.organization_id or ""
     wait = timedelta(seconds=runtime.settings.cloud_api.unconfirmed_send_wait_seconds)
     async with runtime.database.transaction() as session:
-        await lease.hold(session)
         message = await MessageRepository(session, organization_id).find(job.payload["messageId"])
         if message is None or message.status != "queued":
             return  # deleted with its contact, confirmed by a webhook, or already handled
         connection = await get_connection(session, organization_id)
         if message.dispatched_at is not None:
-            unapplied = await _webhooks_unapplied(session, organization_id)
+            unapplied = await _webhooks_unapplied(session, organization_id, since=message.dispatched_at)
             verdict = _in_doubt(message, connection, wait, webhooks_unapplied=unapplied)
             if verdict is InDoubt.WAIT:
                 delay = max(message.dispatched_at + wait - now(), timedelta(seconds=1))
                 raise RetryLater("waiting for WhatsApp to confirm a send", delay=delay)
             if verdict is InDoubt.GIVE_UP:
-                await _fail(session, message, code=None, text="Unconfirmed send", explanation=UNCONFIRMED_EXPLANATION)
+                await lease.hold(session)
+                await _fail(session, message, code=None, text=UNCONFIRMED, explanation=UNCONFIRMED_EXPLANATION)
                 return
             logger.info("message %s was never accepted by WhatsApp; sending it again", message.id)
         provider = provider_for(connection, runtime, attempt=job.attempts)
         try:
+            # Pacing and uploads come before anything is written: no lock is held while they wait.
+            await provider.pace()
             prepared = await provider.prepare(session, await _outbound(session, message, connection))
+        except Paced as error:
+            raise RetryLater(str(error), delay=PACED_RETRY, count_attempt=False) from error
         except ProviderError as error:
             if error.retryable:
                 raise RetryLater(str(error), delay=error.retry_after) from error
+            await lease.hold(session)
             await _fail(session, message, code=error.code, text=error.message, explanation=error.explanation)
             return
+        await lease.hold(session)  # still ours, and now for a full lease, before Meta may get it
         message.dispatched_at = now()
     await _dispatch(runtime, job, message, provider, prepared)
 

@@ -17,15 +17,19 @@ class ConnectionStatus(Schema):
     reason: str | None = None
 
 
+CREDENTIAL_CHARACTERS = r"^[\x21-\x7e]+$"
+
+
 class ConnectionUpdate(RequestSchema):
     """PUT /connection: the sandbox, or Meta's Cloud API with the credentials from Meta's console."""
 
     type: Literal["sandbox", "cloud_api"]
     phone_number_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9]+$")
     waba_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9]+$")
-    access_token: str | None = Field(default=None, min_length=10, max_length=1000)
-    app_secret: str | None = Field(default=None, min_length=8, max_length=200)
-    verify_token: str | None = Field(default=None, min_length=8, max_length=200)
+    # Printable ASCII without spaces, as Meta's are: anything else can't go in a header anyway.
+    access_token: str | None = Field(default=None, min_length=10, max_length=1000, pattern=CREDENTIAL_CHARACTERS)
+    app_secret: str | None = Field(default=None, min_length=8, max_length=200, pattern=CREDENTIAL_CHARACTERS)
+    verify_token: str | None = Field(default=None, min_length=8, max_length=200, pattern=CREDENTIAL_CHARACTERS)
     messages_per_second: int | None = Field(default=None, ge=1, le=1000)
 
     @model_validator(mode="after")

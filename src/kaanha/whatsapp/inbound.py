@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.kit.clock import now
@@ -23,12 +23,14 @@ from kaanha.messages.service import record_inbound
 from kaanha.messages.status import PROVIDER_STATUS, advance_status
 from kaanha.models import Message, Template, WhatsAppConnection
 from kaanha.whatsapp.cloud_api.errors import explain
+from kaanha.whatsapp.jobs import FETCH_MEDIA_JOB
 from kaanha.worker.queue import enqueue
 
 logger = logging.getLogger("kaanha.inbound")
 
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
-FETCH_MEDIA_JOB = "whatsapp.fetch_media"
+# The error message of a send we gave up on without knowing whether Meta had it (messages.tasks).
+UNCONFIRMED = "Unconfirmed send"
 TEMPLATE_FIELDS = ("message_template_status_update", "message_template_quality_update", "template_category_update")
 
 
@@ -38,6 +40,7 @@ class InboundSummary:
     duplicates: int = 0
     statuses: int = 0
     template_events: int = 0
+    rejected: int = 0
     unrouted: int = 0
 
 
@@ -130,7 +133,7 @@ def parse_message(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     else:
         message_type = "unsupported"
         content = {"originalType": kind, "errors": raw.get("errors", [])}
-    context = raw.get("context") or {}
+    context = _dict(raw.get("context"))
     if context.get("forwarded"):
         content["forwarded"] = True
     if context.get("frequently_forwarded"):
@@ -175,7 +178,9 @@ async def process_payload(
                 continue
             if change.get("field") != "messages":
                 continue  # account and quality events join with the features that use them
-            connection = await _connection_for(session, (value.get("metadata") or {}).get("phone_number_id"), routes)
+            connection = await _connection_for(
+                session, _text(_dict(value.get("metadata")).get("phone_number_id")), routes
+            )
             if connection is None or (organizations is not None and connection.organization_id not in organizations):
                 summary.unrouted += 1
                 logger.warning("webhook change for an unknown phone number id was ignored")
@@ -183,6 +188,25 @@ async def process_payload(
             await _apply_messages(session, connection, value, summary)
             await _apply_statuses(session, connection.organization_id, value, summary)
     return summary
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any, limit: int = 1000) -> str | None:
+    """A string field of a payload, or None; anything else Meta never sends is not stored."""
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _error_code(value: Any) -> int | None:
+    # Meta's codes are small; anything outside a 32-bit column is not one of them.
+    return value if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31 else None
+
+
+# WhatsApp ids and phone numbers are far shorter; longer ones are not Meta's and are skipped.
+MAX_ID_LENGTH = 200
+MAX_WA_ID_LENGTH = 32
 
 
 def _objects(value: Any) -> list[dict[str, Any]]:
@@ -193,42 +217,61 @@ def _objects(value: Any) -> list[dict[str, Any]]:
 async def _apply_messages(
     session: AsyncSession, connection: WhatsAppConnection, value: dict[str, Any], summary: InboundSummary
 ) -> None:
-    organization_id = connection.organization_id
     # An empty profile name (Meta, or the sandbox without `name`) is no name: leave the contact's null.
-    names = {c.get("wa_id"): (c.get("profile") or {}).get("name") or None for c in _objects(value.get("contacts"))}
+    names = {c.get("wa_id"): _text(_dict(c.get("profile")).get("name"), 200) for c in _objects(value.get("contacts"))}
     for raw in _objects(value.get("messages")):
-        sender = str(raw.get("from") or "")
-        if not sender or not raw.get("id"):
+        sender, wamid = str(raw.get("from") or ""), str(raw.get("id") or "")
+        if not sender or len(sender) > MAX_WA_ID_LENGTH or not wamid or len(wamid) > MAX_ID_LENGTH:
+            summary.rejected += 1
             continue
-        message_type, content = parse_message(raw)
-        if content.get("providerMediaId"):
-            await _link_known_media(session, organization_id, content)
-        if message_type == "reaction" and content.get("whatsappMessageId"):
-            target = await MessageRepository(session, organization_id).find_by_wamid(content["whatsappMessageId"])
-            if target is not None:
-                content["messageId"] = target.id
-        stored = await record_inbound(
-            session,
-            organization_id=organization_id,
-            phone=from_wa_id(sender),
-            profile_name=names.get(sender),
-            whatsapp_message_id=str(raw["id"]),
-            message_type=message_type,
-            content=content,
-            sent_at=_timestamp(raw.get("timestamp")),
-            reply_to_wamid=(raw.get("context") or {}).get("id"),
-        )
-        if stored is None:
-            summary.duplicates += 1
-            continue
-        summary.messages.append(stored)
-        if message_type in ("revoke", "edit"):
-            original_id = await _change_original(session, organization_id, message_type, content, stored.created_at)
-            if original_id:
-                stored.content = {**stored.content, "messageId": original_id}
-        if content.get("providerMediaId") and "mediaId" not in content and connection.type == "cloud_api":
-            await session.flush()
-            enqueue(session, kind=FETCH_MEDIA_JOB, payload={"messageId": stored.id}, organization_id=organization_id)
+        try:
+            # One odd message must not cost the others of the batch: each is applied in a savepoint.
+            async with session.begin_nested():
+                await _apply_message(session, connection, raw, sender, wamid, names.get(sender), summary)
+        except Exception:
+            logger.exception("inbound message %s could not be stored; the rest of the batch goes on", wamid[:40])
+            summary.rejected += 1
+
+
+async def _apply_message(
+    session: AsyncSession,
+    connection: WhatsAppConnection,
+    raw: dict[str, Any],
+    sender: str,
+    wamid: str,
+    profile_name: str | None,
+    summary: InboundSummary,
+) -> None:
+    organization_id = connection.organization_id
+    message_type, content = parse_message(raw)
+    if content.get("providerMediaId"):
+        await _link_known_media(session, organization_id, content)
+    if message_type == "reaction" and content.get("whatsappMessageId"):
+        target = await MessageRepository(session, organization_id).find_by_wamid(str(content["whatsappMessageId"]))
+        if target is not None:
+            content["messageId"] = target.id
+    stored = await record_inbound(
+        session,
+        organization_id=organization_id,
+        phone=from_wa_id(sender),
+        profile_name=profile_name,
+        whatsapp_message_id=wamid,
+        message_type=message_type,
+        content=content,
+        sent_at=_timestamp(raw.get("timestamp")),
+        reply_to_wamid=_text(_dict(raw.get("context")).get("id"), MAX_ID_LENGTH),
+    )
+    if stored is None:
+        summary.duplicates += 1
+        return
+    summary.messages.append(stored)
+    if message_type in ("revoke", "edit"):
+        original_id = await _change_original(session, organization_id, message_type, content, stored.created_at)
+        if original_id:
+            stored.content = {**stored.content, "messageId": original_id}
+    if content.get("providerMediaId") and "mediaId" not in content and connection.type == "cloud_api":
+        await session.flush()
+        enqueue(session, kind=FETCH_MEDIA_JOB, payload={"messageId": stored.id}, organization_id=organization_id)
 
 
 async def _change_original(
@@ -266,18 +309,19 @@ async def _apply_statuses(
 ) -> None:
     for raw in _objects(value.get("statuses")):
         status = PROVIDER_STATUS.get(str(raw.get("status")))
-        if status is None or not raw.get("id"):
+        wamid = _text(raw.get("id"), MAX_ID_LENGTH + 1)
+        if status is None or wamid is None or len(wamid) > MAX_ID_LENGTH:
             continue
-        wamid = str(raw["id"])
         errors = _objects(raw.get("errors"))
         error = errors[0] if status == "failed" and errors else {}
-        details = (error.get("error_data") or {}).get("details")
-        code = error.get("code") if isinstance(error.get("code"), int) else None
+        code = _error_code(error.get("code"))
         update_status: dict[str, Any] = {
             "status": status,
             "at": _timestamp(raw.get("timestamp")),
             "error_code": code,
-            "error_message": details or error.get("message") or error.get("title"),
+            "error_message": _text(_dict(error.get("error_data")).get("details"))
+            or _text(error.get("message"))
+            or _text(error.get("title")),
             "error_explanation": explain(code),
         }
         moved = await advance_status(
@@ -291,7 +335,11 @@ async def _apply_statuses(
 async def _adopt(
     session: AsyncSession, organization_id: str, message_id: str, wamid: str, update_status: dict[str, Any]
 ) -> None:
-    """A status for a send whose answer we lost: Meta names our message, so it takes Meta's id now."""
+    """A status for a send whose answer we lost: Meta names our message, so it takes Meta's id now.
+
+    If we had meanwhile given up on it as unconfirmed, Meta's word replaces that failure.
+    """
+    unconfirmed = (Message.status == "failed") & Message.error_code.is_(None) & (Message.error_message == UNCONFIRMED)
     adopted = await session.execute(
         update(Message)
         .where(
@@ -300,7 +348,15 @@ async def _adopt(
             Message.direction == "outbound",
             Message.whatsapp_message_id.is_(None),
         )
-        .values(whatsapp_message_id=wamid, dispatched_at=None),
+        .values(
+            whatsapp_message_id=wamid,
+            dispatched_at=None,
+            status=case((unconfirmed, "queued"), else_=Message.status),
+            status_rank=case((unconfirmed, 0), else_=Message.status_rank),
+            error_message=case((unconfirmed, None), else_=Message.error_message),
+            error_explanation=case((unconfirmed, None), else_=Message.error_explanation),
+            failed_at=case((unconfirmed, None), else_=Message.failed_at),
+        ),
         execution_options={"synchronize_session": False},
     )
     if adopted.rowcount == 1:  # type: ignore[attr-defined]
@@ -327,11 +383,9 @@ async def _apply_template_event(
     changes: dict[str, Any] = {}
     if field == "message_template_status_update" and value.get("event"):
         changes["status"] = str(value["event"])[:20]
-        reason = value.get("reason")
-        details = (
-            (value.get("rejection_info") or {}).get("reason") if isinstance(value.get("rejection_info"), dict) else None
-        )
-        changes["rejected_reason"] = (details or reason)[:200] if reason and reason != "NONE" else None
+        reason = _text(value.get("reason"), 200)
+        details = _text(_dict(value.get("rejection_info")).get("reason"), 200)
+        changes["rejected_reason"] = (details or reason) if reason and reason != "NONE" else None
     elif field == "message_template_quality_update" and value.get("new_quality_score"):
         changes["quality_score"] = str(value["new_quality_score"])[:20]
     elif field == "template_category_update" and value.get("new_category"):
@@ -345,8 +399,8 @@ async def _apply_template_event(
             query = query.where(Template.external_id == external_id)
         else:
             query = query.where(
-                Template.name == value.get("message_template_name"),
-                Template.language == value.get("message_template_language"),
+                Template.name == _text(value.get("message_template_name"), 512),
+                Template.language == _text(value.get("message_template_language"), 15),
             )
         await session.execute(
             query.values(**changes, updated_at=now()), execution_options={"synchronize_session": False}

@@ -62,7 +62,18 @@ class ProviderError(Exception):
         self.in_doubt = in_doubt
 
 
+class Paced(ProviderError):
+    """No send slot for this number right now: a wait, not a refusal from WhatsApp."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(130429, message, retryable=True, explanation="Paced to the number's throughput")
+
+
 class WhatsAppProvider(Protocol):
+    async def pace(self) -> None:
+        """Wait for a send slot of the number; raise Paced if none frees up soon."""
+        ...
+
     async def prepare(self, session: AsyncSession, outbound: Outbound) -> PreparedSend:
         """Everything before the call: checks, uploads, the request body. May raise ProviderError."""
         ...

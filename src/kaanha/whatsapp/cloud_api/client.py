@@ -59,6 +59,11 @@ class GraphUnreachable(Exception):
         self.may_have_arrived = may_have_arrived
 
 
+def _describe(error: httpx.HTTPError) -> str:
+    """The kind of failure only: httpx's own text can quote request headers, and so our token."""
+    return f"{type(error).__name__} talking to the Graph API"
+
+
 class GraphClient:
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, version: str, access_token: str) -> None:
         self._http = http
@@ -73,10 +78,10 @@ class GraphClient:
                 method, f"{self._root}/{path.lstrip('/')}", headers={**self._headers, **(headers or {})}, **options
             )
         except _NOT_SENT as error:
-            raise GraphUnreachable(f"{type(error).__name__}: {error}", may_have_arrived=False) from error
+            raise GraphUnreachable(_describe(error), may_have_arrived=False) from error
         except httpx.HTTPError as error:
             # A timeout or broken connection after the request was written: Meta may have acted on it.
-            raise GraphUnreachable(f"{type(error).__name__}: {error}", may_have_arrived=True) from error
+            raise GraphUnreachable(_describe(error), may_have_arrived=True) from error
         if response.status_code >= 400:
             raise GraphError.from_response(response)
         try:
@@ -130,11 +135,13 @@ class GraphClient:
                 async for chunk in response.aiter_bytes():
                     yield chunk
         except httpx.HTTPError as error:
-            raise GraphUnreachable(f"{type(error).__name__}: {error}", may_have_arrived=True) from error
+            raise GraphUnreachable(_describe(error), may_have_arrived=True) from error
 
     def may_receive_token(self, url: str) -> bool:
-        host = httpx.URL(url).host
-        return host == httpx.URL(self._root).host or host.endswith(META_MEDIA_HOSTS)
+        target, graph = httpx.URL(url), httpx.URL(self._root)
+        if (target.scheme, target.host, target.port) == (graph.scheme, graph.host, graph.port):
+            return True
+        return target.scheme == "https" and target.port in (None, 443) and target.host.endswith(META_MEDIA_HOSTS)
 
     async def templates(self, waba_id: str, *, after: str | None = None, limit: int = 100) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}

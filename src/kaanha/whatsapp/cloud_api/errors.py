@@ -119,6 +119,9 @@ def provider_error(error: GraphError | GraphUnreachable, *, pair_limit_hits: int
             rule.explanation if rule and rule.retryable else "Meta had a server error; the message is retried."
         )
         return ProviderError(error.code, message, retryable=True, explanation=explanation)
+    if rule is None and error.http_status in (408, 429):
+        # Throttled or timed out without one of Meta's error bodies: still a reason to wait, not to give up.
+        return ProviderError(error.code, message, retryable=True, explanation=THROTTLED.explanation)
     if rule is None:
         return ProviderError(error.code, message, retryable=False, explanation=f"Meta refused the message: {message}")
     retry_after = None

@@ -11,7 +11,7 @@ import asyncio
 from limits import RateLimitItemPerSecond
 
 from kaanha.rate_limit.limiter import RateLimiter
-from kaanha.whatsapp.provider import ProviderError
+from kaanha.whatsapp.provider import Paced
 
 MAX_WAIT_SECONDS = 5.0
 
@@ -28,8 +28,6 @@ class Pacer:
         waited = 0.0
         while not await self._limiter.try_acquire(item, "pace", phone_number_id):
             if waited >= MAX_WAIT_SECONDS:
-                raise ProviderError(
-                    130429, "paced: the number's throughput is spent", retryable=True, explanation="Paced; retried."
-                )
+                raise Paced(f"no send slot for {phone_number_id} within {MAX_WAIT_SECONDS:g} s")
             await asyncio.sleep(pause)
             waited += pause

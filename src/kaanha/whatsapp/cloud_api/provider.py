@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,10 @@ from kaanha.whatsapp.provider import Outbound, PreparedSend, ProviderError, Send
 
 # Meta keeps uploaded media 30 days; reuse its id a little less long so it never expires mid-send.
 MEDIA_ID_LIFETIME = timedelta(days=29)
+_UploadKey = tuple[str, str, str]
+_UPLOAD_LOCKS: dict[_UploadKey, asyncio.Lock] = {}
+# Uploads of the last minutes, by (organization, media, number): seen before their rows commit.
+_RECENT_UPLOADS: dict[_UploadKey, tuple[str, datetime]] = {}
 
 
 def graph_client(runtime: Runtime, access_token: str) -> GraphClient:
@@ -55,8 +59,10 @@ class CloudApiProvider:
         )
         return PreparedSend(body=body)
 
-    async def dispatch(self, prepared: PreparedSend) -> SendResult:
+    async def pace(self) -> None:
         await self.runtime.pacer.acquire(self.phone_number_id, self.per_second)
+
+    async def dispatch(self, prepared: PreparedSend) -> SendResult:
         try:
             answer = await self.client.send(self.phone_number_id, prepared.body)
         except GraphUnreachable as error:
@@ -83,7 +89,24 @@ class CloudApiProvider:
             raise provider_error(error) from error
 
     async def _meta_media_id(self, session: AsyncSession, organization_id: str, media_id: str) -> str:
-        """Meta's id for one of our media files: uploaded once per number, reused until it expires."""
+        """Meta's id for one of our media files: uploaded once per number, reused until it expires.
+
+        Sends of one file run side by side (a broadcast with an image): in this process they take
+        turns, and the first upload's id is remembered before its row commits.
+        """
+        key = (organization_id, media_id, self.phone_number_id)
+        async with _UPLOAD_LOCKS.setdefault(key, asyncio.Lock()):
+            remembered = _RECENT_UPLOADS.get(key)
+            if remembered is not None and remembered[1] > now():
+                return remembered[0]
+            meta_id = await self._upload_unless_cached(session, organization_id, media_id)
+            _RECENT_UPLOADS[key] = (meta_id, now() + timedelta(minutes=10))
+            if len(_RECENT_UPLOADS) > 10_000:
+                _RECENT_UPLOADS.pop(next(iter(_RECENT_UPLOADS)))
+        _UPLOAD_LOCKS.pop(key, None)
+        return meta_id
+
+    async def _upload_unless_cached(self, session: AsyncSession, organization_id: str, media_id: str) -> str:
         cached = await session.scalar(
             select(ProviderMedia).where(
                 ProviderMedia.organization_id == organization_id,
@@ -110,6 +133,5 @@ class CloudApiProvider:
             )
             session.add(cached)
         cached.provider_media_id = meta_id
-        cached.expires_at = now() + MEDIA_ID_LIFETIME
-        await session.flush()
+        cached.expires_at = now() + MEDIA_ID_LIFETIME  # written at commit: no lock during other uploads
         return meta_id

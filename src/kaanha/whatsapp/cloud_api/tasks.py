@@ -32,18 +32,42 @@ logger = logging.getLogger("kaanha.whatsapp")
 MAX_INBOUND_MEDIA_BYTES = 100 * MB
 
 
-@task(INBOUND_EVENT_JOB)
+async def _give_up_event(session: AsyncSession, _runtime: Runtime, job: Job, error: Exception) -> None:
+    """A payload that can't be applied (a bug of ours) is set aside, so it blocks nothing that waits on it."""
+    logger.error("webhook event %s could not be applied and was set aside: %s", job.payload.get("eventId"), error)
+    await session.execute(
+        update(InboundEvent).where(InboundEvent.id == job.payload.get("eventId")).values(processed_at=now())
+    )
+
+
+async def _give_up_media(session: AsyncSession, _runtime: Runtime, job: Job, error: Exception) -> None:
+    message = await MessageRepository(session, job.organization_id or "").find(job.payload.get("messageId", ""))
+    if message is not None and not message.content.get("mediaId"):
+        content = {**message.content, "mediaError": "The file could not be fetched from WhatsApp; try again later"}
+        await session.execute(update(Message).where(Message.id == message.id).values(content=content))
+
+
+@task(INBOUND_EVENT_JOB, on_give_up=_give_up_event)
 async def process_inbound_event(session: AsyncSession, _runtime: Runtime, job: Job) -> None:
     event = await session.get(InboundEvent, job.payload["eventId"])
     if event is None or event.processed_at is not None:
         return
+    # Written first, so that on SQLite this transaction holds the write lock before its savepoints:
+    # a savepoint opening a read transaction could not be upgraded once another writer committed.
+    event.processed_at = now()
+    await session.flush()
     signers = job.payload.get("organizations")
     summary = await process_payload(
         session, event.payload, organizations=set(signers) if isinstance(signers, list) else None
     )
     event.processed_at = now()
-    if summary.unrouted:
-        logger.warning("event %s: %s change(s) for numbers no organization has", event.id, summary.unrouted)
+    if summary.unrouted or summary.rejected:
+        logger.warning(
+            "event %s: %s change(s) for numbers no organization has, %s message(s) rejected",
+            event.id,
+            summary.unrouted,
+            summary.rejected,
+        )
 
 
 @task(MARK_READ_JOB)
@@ -57,7 +81,7 @@ async def send_read_receipt(session: AsyncSession, runtime: Runtime, job: Job) -
         raise PermanentFailure(str(error)) from error
 
 
-@stepwise_task(FETCH_MEDIA_JOB)
+@stepwise_task(FETCH_MEDIA_JOB, on_give_up=_give_up_media)
 async def fetch_inbound_media(runtime: Runtime, job: Job, lease: Lease) -> None:
     """Meta's media id -> a 5-minute URL -> the bytes, into our store, so /api/media serves them."""
     organization_id = job.organization_id or ""

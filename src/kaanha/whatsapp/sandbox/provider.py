@@ -22,6 +22,9 @@ class SandboxProvider:
     def __init__(self, runtime: Runtime) -> None:
         self.settings = runtime.settings.sandbox
 
+    async def pace(self) -> None:
+        """The sandbox has no throughput to respect."""
+
     async def prepare(self, session: AsyncSession, outbound: Outbound) -> PreparedSend:
         message = outbound.message
         if message.type != "template" and not is_window_open(outbound.contact.last_inbound_at):
