@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -42,6 +42,13 @@ class CloudApiSettings(BaseModel):
     # No webhook for this long while we keep sending means Meta's webhooks stopped reaching us.
     webhook_silence_seconds: float = 900.0
     send_attempts: int = 30
+
+    @model_validator(mode="after")
+    def _wait_outlasts_a_call(self) -> CloudApiSettings:
+        # Deciding about a lost answer while the call could still be in flight would risk a duplicate.
+        if self.unconfirmed_send_wait_seconds <= self.request_timeout_seconds + self.connect_timeout_seconds:
+            raise ValueError("cloud_api.unconfirmed_send_wait_seconds must exceed the request and connect timeouts")
+        return self
 
 
 class Settings(BaseSettings):

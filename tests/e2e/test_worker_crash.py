@@ -109,6 +109,8 @@ def test_killing_a_worker_mid_batch_loses_nothing_and_sends_nothing_twice(
         # send waits 2 s for Meta's webhook before anything is decided.
         KAANHA_JOB_LEASE_SECONDS="3",
         KAANHA_CLOUD_API__UNCONFIRMED_SEND_WAIT_SECONDS="2",
+        KAANHA_CLOUD_API__REQUEST_TIMEOUT_SECONDS="1",
+        KAANHA_CLOUD_API__CONNECT_TIMEOUT_SECONDS="0.5",
     )
     log = tmp_path / "processes.log"
     organization = kaanha_json(env, "orgs", "create", "Crash Co")

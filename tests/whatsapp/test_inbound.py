@@ -181,3 +181,37 @@ async def test_a_deleted_message_shows_as_deleted_and_an_edit_replaces_the_text(
     # The revoke and the edit are kept too, pointing at the message they changed.
     assert by_wamid["wamid.revoke"]["content"]["messageId"] == by_wamid["wamid.first"]["id"]
     assert by_wamid["wamid.edit"]["content"]["messageId"] == by_wamid["wamid.second"]["id"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"context": "not an object"},
+        {"id": "wamid." + "x" * 300},
+        {"from": ""},
+        {"text": "not an object"},
+        {"type": {"nested": True}},
+        {"timestamp": "yesterday"},
+    ],
+    ids=["context", "long-id", "no-sender", "text", "type", "timestamp"],
+)
+async def test_an_odd_message_does_not_cost_the_rest_of_its_batch(runtime, tenant, odd):
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    value = payload["entry"][0]["changes"][0]["value"]
+    good = value["messages"][0]
+    value["messages"] = [{**good, "id": "wamid.odd", **odd}, {**good, "id": "wamid.good"}]
+    value["contacts"] = [{"profile": "not an object", "wa_id": good["from"]}]
+    routed = await _routed_to(runtime, tenant, payload)
+    async with runtime.database.transaction() as session:
+        summary = await process_payload(session, routed)
+    assert "wamid.good" in {message.whatsapp_message_id for message in summary.messages}
+
+
+async def test_odd_status_fields_are_ignored_not_fatal(runtime, tenant):
+    payload = json.loads((PAYLOADS / "status_failed.json").read_text())
+    status = payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    status["errors"] = [{"code": 2**40, "error_data": "not an object", "message": {"odd": 1}}]
+    routed = await _routed_to(runtime, tenant, payload)
+    async with runtime.database.transaction() as session:
+        summary = await process_payload(session, routed)
+    assert summary.statuses == 1
