@@ -190,6 +190,10 @@ async def process_payload(
     return summary
 
 
+class _AlreadyStored(Exception):
+    """This message was stored before, or by a concurrent copy of the webhook a moment ago."""
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -228,6 +232,8 @@ async def _apply_messages(
             # One odd message must not cost the others of the batch: each is applied in a savepoint.
             async with session.begin_nested():
                 await _apply_message(session, connection, raw, sender, wamid, names.get(sender), summary)
+        except _AlreadyStored:
+            summary.duplicates += 1  # its savepoint undid what this copy touched (the unread count)
         except Exception:
             logger.exception("inbound message %s could not be stored; the rest of the batch goes on", wamid[:40])
             summary.rejected += 1
@@ -262,8 +268,7 @@ async def _apply_message(
         reply_to_wamid=_text(_dict(raw.get("context")).get("id"), MAX_ID_LENGTH),
     )
     if stored is None:
-        summary.duplicates += 1
-        return
+        raise _AlreadyStored(wamid)
     summary.messages.append(stored)
     if message_type in ("revoke", "edit"):
         original_id = await _change_original(session, organization_id, message_type, content, stored.created_at)
