@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# e.g. make bench BENCH_ARGS='--only inbound,outbound'; python -m benchmarks --help lists them all
+BENCH_ARGS ?=
 
 .PHONY: run test lint bench install install-test clean
 
@@ -36,7 +38,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install-test
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,21 @@
 
 Run as its own process (`python -m benchmarks.loadgen --spec '<json>'`) so that it never shares the
 server's time slice: N connections each send one request, read the whole response, and send the next,
-for `warmup + duration` seconds. Only responses completed inside the `duration` window are counted.
-Any status but 200 stops the run and the process exits 1, saying what came back. The result is one
-JSON object on stdout: `{requests, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, connections}`.
+for `warmup + duration` seconds. Throughput counts the 200 answers completed inside the `duration` window;
+latency is that of the requests started inside it, however late their answer (a stalled request counts).
+Any status but 200 stops the run and the process exits 1, saying what came back; except that with
+`retry_errors` a 5xx answer is counted (`errors`, `firstError`) and the same bytes are sent again after
+a short pause, as Meta retries a webhook its receiver failed.
+
+A GET repeats one fixed request. A POST takes a new body for every request from the generator its
+`bodies` names (benchmarks/bodies.py: signed Meta webhooks, Graph API sends), made in this process.
+
+The result is one JSON object on stdout: `{requests, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs,
+over1sShare, connections, itemsPerRequest, itemsPerSecond, sent, sentItems, startedAt, finishedAt}`, where
+`sent` counts every request answered (warm-up and the last in flight included): what the server has
+acknowledged in all; `startedAt` and `finishedAt` are Unix times of the first request and the last answer.
+Latency figures are those of the 200 answers. With `max_requests`, no request is made past that many,
+and the measured window (`seconds`) ends when the last one was made, if that comes before its end.
 """
 
 from __future__ import annotations
@@ -16,6 +28,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from benchmarks.bodies import Bodies, make_bodies
+
+RETRY_PAUSE_SECONDS = 0.1
 
 
 class LoadError(Exception):
@@ -31,11 +47,20 @@ class LoadSpec:
     connections: int = 16
     duration: float = 5.0
     warmup: float = 1.0
+    method: str = "GET"
+    # For a POST: the body generator and its options, {"kind": "meta-webhook" | "graph-send", ...}.
+    bodies: dict[str, Any] | None = None
+    retry_errors: bool = False
+    # Stop issuing requests after this many (retries aside); the measured window then ends there.
+    max_requests: int | None = None
 
-    def request_bytes(self) -> bytes:
-        lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Accept: application/json"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    def request_bytes(self, body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Accept: application/json"]
+        lines += [f"{name}: {value}" for name, value in {**self.headers, **(headers or {})}.items()]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head if body is None else head + body
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -50,6 +75,11 @@ class _Window:
     measure_from: float
     stop_at: float
     latencies: list[float] = field(default_factory=list)
+    sent: int = 0
+    completed: int = 0
+    issued: int = 0
+    errors: int = 0
+    first_error: str | None = None
 
 
 def _header(head: bytes, name: bytes) -> bytes | None:
@@ -79,15 +109,28 @@ async def _read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
     raise LoadError("response has neither Content-Length nor chunked encoding")
 
 
-async def _connection(spec: LoadSpec, request: bytes, window: _Window) -> None:
+async def _connection(spec: LoadSpec, fixed: bytes | None, bodies: Bodies | None, window: _Window) -> None:
     reader, writer = await asyncio.open_connection(spec.host, spec.port)
     clock = time.perf_counter
     latencies = window.latencies
+    retry: bytes | None = None
     try:
         while True:
-            started = clock()
-            if started >= window.stop_at:
+            if retry is not None:
+                request = retry
+            elif spec.max_requests is not None and window.issued >= spec.max_requests:
+                window.stop_at = min(window.stop_at, clock())
                 return
+            elif bodies is not None:
+                request = spec.request_bytes(*bodies.next())
+            else:
+                assert fixed is not None
+                request = fixed
+            started = clock()
+            if started >= window.stop_at and retry is None:
+                return
+            if retry is None:
+                window.issued += 1
             writer.write(request)
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -96,12 +139,23 @@ async def _connection(spec: LoadSpec, request: bytes, window: _Window) -> None:
                 raise LoadError(f"connection broken by the server: {error!r}") from None
             finished = clock()
             status = int(head[9:12])
+            retry = None
             if status != 200:
-                excerpt = body[:300].decode("utf-8", "replace")
-                raise LoadError(f"GET {spec.path} answered {status}: {excerpt}")
-            if window.measure_from <= finished <= window.stop_at:
-                latencies.append(finished - started)
-            if (_header(head, b"connection:") or b"").lower() == b"close":
+                excerpt = f"{spec.method} {spec.path} answered {status}: {body[:300].decode('utf-8', 'replace')}"
+                if not (spec.retry_errors and status >= 500):
+                    raise LoadError(excerpt)
+                window.errors += 1
+                window.first_error = window.first_error or excerpt
+                retry = request
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            else:
+                window.sent += 1
+                if window.measure_from <= finished <= window.stop_at:
+                    window.completed += 1
+                if window.measure_from <= started < window.stop_at:
+                    latencies.append(finished - started)
+            # uvicorn closes the connection after an unhandled error, even when it sent a 500 first.
+            if retry is not None or (_header(head, b"connection:") or b"").lower() == b"close":
                 writer.close()
                 reader, writer = await asyncio.open_connection(spec.host, spec.port)
     finally:
@@ -116,27 +170,42 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 
 async def run_load(spec: LoadSpec) -> dict[str, Any]:
+    bodies = make_bodies(spec.bodies) if spec.bodies is not None else None
+    fixed = spec.request_bytes() if bodies is None else None
+    started_at = time.time()
     start = time.perf_counter()
     window = _Window(measure_from=start + spec.warmup, stop_at=start + spec.warmup + spec.duration)
-    request = spec.request_bytes()
-    tasks = [asyncio.create_task(_connection(spec, request, window)) for _ in range(spec.connections)]
+    tasks = [asyncio.create_task(_connection(spec, fixed, bodies, window)) for _ in range(spec.connections)]
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    seconds = window.stop_at - window.measure_from
+    if seconds <= 0:
+        raise LoadError(f"all {spec.max_requests} requests were made during the warm-up; raise max_requests")
     ordered = sorted(window.latencies)
+    items = bodies.items if bodies is not None else 1
     millis = 1000.0
     return {
-        "requests": len(ordered),
-        "seconds": spec.duration,
-        "rps": len(ordered) / spec.duration,
+        "requests": window.completed,
+        "seconds": seconds,
+        "rps": window.completed / seconds,
         "p50Ms": _percentile(ordered, 0.50) * millis,
         "p90Ms": _percentile(ordered, 0.90) * millis,
         "p99Ms": _percentile(ordered, 0.99) * millis,
         "maxMs": (ordered[-1] if ordered else 0.0) * millis,
+        "over1sShare": sum(1 for latency in ordered if latency > 1.0) / len(ordered) if ordered else 0.0,
         "connections": spec.connections,
+        "itemsPerRequest": items,
+        "itemsPerSecond": window.completed * items / seconds,
+        "sent": window.sent,
+        "sentItems": window.sent * items,
+        "errors": window.errors,
+        "firstError": window.first_error,
+        "startedAt": started_at,
+        "finishedAt": started_at + (time.perf_counter() - start),
     }
 
 

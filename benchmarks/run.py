@@ -1,10 +1,19 @@
-"""`python -m benchmarks` (`make bench`): Kaanha's requests/s beside a bare Starlette app, on this machine.
+"""`python -m benchmarks` (`make bench`): Kaanha's throughput on this machine, every process on 127.0.0.1.
 
-For each database (SQLite always; PostgreSQL too with `--database-url`), in a fresh data dir and
-database: create an organization and API key with the CLI, insert 100,000 contacts, start
-`kaanha serve --no-workers`, load `GET /status` and two `GET /contacts?search=` with the load
-generator (its own process), then do the same against a bare Starlette app under the same uvicorn
-settings. Prints a table and writes benchmarks/results/latest.json.
+Scenarios (all by default; `--only api,inbound,outbound` picks some), each on SQLite and, with
+`--database-url`, on a scratch PostgreSQL database:
+
+- api: in a fresh data dir and database, create an organization and API key with the CLI, insert
+  100,000 contacts, start `kaanha serve --no-workers`, load `GET /status` and two
+  `GET /contacts?search=` with the load generator (its own process), then do the same against a bare
+  Starlette app under the same uvicorn settings.
+- inbound: signed Meta webhook POSTs (1 and 50 text messages each) at `kaanha serve` with its
+  in-process worker, then the time until every message is stored (benchmarks/whatsapp.py).
+- outbound: 20,000 queued messages sent by one and by two `kaanha worker` processes to
+  `kaanha fake-meta`, whose status webhooks go to `kaanha serve --no-workers`; and the fake's own
+  ceiling, measured alone (benchmarks/whatsapp.py).
+
+Prints a table per scenario and writes benchmarks/results/latest.json.
 """
 
 from __future__ import annotations
@@ -14,19 +23,16 @@ import asyncio
 import json
 import os
 import platform
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy.engine import make_url
 
+from benchmarks import processes
 from benchmarks.loadgen import LoadSpec
 from benchmarks.processes import (
     HOST,
@@ -38,11 +44,21 @@ from benchmarks.processes import (
     kaanha_json,
     kaanha_server,
     load,
+    log,
     running,
+    scratch_database,
+    workspace,
 )
 from benchmarks.seed import seed_contacts
+from benchmarks.whatsapp import (
+    MEDIAN_BOUND_MS,
+    OVER_1S_BOUND,
+    WhatsAppOptions,
+    run_fake_ceiling,
+    run_inbound,
+    run_outbound,
+)
 from kaanha.kit.clock import now as clock_now
-from kaanha.testing.databases import scratch_postgres_database
 
 API = "/api/whatsapp-api"
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -53,22 +69,6 @@ class Endpoint:
     label: str
     path: str
     term: str | None = None
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def _database(backend: str, folder: Path, admin_url: str | None) -> Iterator[str]:
-    """The database URL for one backend run: a SQLite file in `folder`, or a fresh PostgreSQL database."""
-    if admin_url is None:
-        yield f"sqlite+aiosqlite:///{folder / 'kaanha.db'}"
-        return
-    with scratch_postgres_database(admin_url, prefix="kaanha_bench") as url:
-        _log(f"[{backend}] created database {make_url(url).database}")
-        yield url
-    _log(f"[{backend}] dropped it")
 
 
 def _check(url: str, headers: dict[str, str], expected_total: int | None) -> int | None:
@@ -90,48 +90,44 @@ def run_backend(backend: str, admin_url: str | None, options: argparse.Namespace
         Endpoint("contacts search (name)", f"{API}/contacts?search={quote(options.name_term)}", options.name_term),
         Endpoint("contacts search (phone)", f"{API}/contacts?search={quote(options.phone_term)}", options.phone_term),
     ]
-    with tempfile.TemporaryDirectory(prefix="kaanha-bench-") as temporary:
-        folder = Path(temporary)
-        with _database(backend, folder, admin_url) as database_url:
-            env = kaanha_env(folder / "data", database_url)
-            started = time.perf_counter()
-            organization = kaanha_json(["orgs", "create", "Bench Company", "--plan", "pro"], env)
-            key = kaanha_json(["keys", "create", "--org", organization["id"], "--name", "bench"], env)
-            headers = {"Authorization": f"Bearer {key['key']}"}
-            _log(f"[{backend}] organization {organization['id']}; seeding {options.contacts:,} contacts")
-            seeded = asyncio.run(seed_contacts(database_url, organization["id"], options.contacts))
-            elapsed = time.perf_counter() - started
-            _log(f"[{backend}] seeded {seeded.count:,} contacts and {seeded.tags:,} tags in {elapsed:.1f} s")
-            expected = {
-                endpoint.label: seeded.matches(endpoint.term) if endpoint.term else None for endpoint in endpoints
-            }
+    with workspace() as folder, scratch_database(backend, folder, admin_url) as database_url:
+        env = kaanha_env(folder / "data", database_url)
+        started = time.perf_counter()
+        organization = kaanha_json(["orgs", "create", "Bench Company", "--plan", "pro"], env)
+        key = kaanha_json(["keys", "create", "--org", organization["id"], "--name", "bench"], env)
+        headers = {"Authorization": f"Bearer {key['key']}"}
+        log(f"[{backend}] organization {organization['id']}; seeding {options.contacts:,} contacts")
+        seeded = asyncio.run(seed_contacts(database_url, organization["id"], options.contacts))
+        elapsed = time.perf_counter() - started
+        log(f"[{backend}] seeded {seeded.count:,} contacts and {seeded.tags:,} tags in {elapsed:.1f} s")
+        expected = {endpoint.label: seeded.matches(endpoint.term) if endpoint.term else None for endpoint in endpoints}
 
-            def spec(port: int, endpoint: Endpoint) -> LoadSpec:
-                return LoadSpec(
-                    host=HOST,
-                    port=port,
-                    path=endpoint.path,
-                    headers=headers,
-                    connections=options.connections,
-                    duration=options.duration,
-                    warmup=options.warmup,
-                )
+        def spec(port: int, endpoint: Endpoint) -> LoadSpec:
+            return LoadSpec(
+                host=HOST,
+                port=port,
+                path=endpoint.path,
+                headers=headers,
+                connections=options.connections,
+                duration=options.duration,
+                warmup=options.warmup,
+            )
 
-            kaanha: dict[str, dict[str, Any]] = {}
-            port = free_port()
-            ready = f"http://{HOST}:{port}{API}/status"
-            with running(kaanha_server(port), env=env, log=folder / "kaanha.log", ready_url=ready, headers=headers):
-                for endpoint in endpoints:
-                    _check(f"http://{HOST}:{port}{endpoint.path}", headers, expected[endpoint.label])
-                    kaanha[endpoint.label] = load(spec(port, endpoint))
-                    _log(f"[{backend}] kaanha {endpoint.label}: {kaanha[endpoint.label]['rps']:,.0f} rps")
-            bare: dict[str, dict[str, Any]] = {}
-            port = free_port()
-            ready = f"http://{HOST}:{port}{API}/status"
-            with running(bare_server(port), env=bare_env(), log=folder / "bare.log", ready_url=ready, headers={}):
-                for endpoint in endpoints:
-                    bare[endpoint.label] = load(spec(port, endpoint))
-                    _log(f"[{backend}] bare   {endpoint.label}: {bare[endpoint.label]['rps']:,.0f} rps")
+        kaanha: dict[str, dict[str, Any]] = {}
+        port = free_port()
+        ready = f"http://{HOST}:{port}{API}/status"
+        with running(kaanha_server(port), env=env, log=folder / "kaanha.log", ready_url=ready, headers=headers):
+            for endpoint in endpoints:
+                _check(f"http://{HOST}:{port}{endpoint.path}", headers, expected[endpoint.label])
+                kaanha[endpoint.label] = load(spec(port, endpoint))
+                log(f"[{backend}] kaanha {endpoint.label}: {kaanha[endpoint.label]['rps']:,.0f} rps")
+        bare: dict[str, dict[str, Any]] = {}
+        port = free_port()
+        ready = f"http://{HOST}:{port}{API}/status"
+        with running(bare_server(port), env=bare_env(), log=folder / "bare.log", ready_url=ready, headers={}):
+            for endpoint in endpoints:
+                bare[endpoint.label] = load(spec(port, endpoint))
+                log(f"[{backend}] bare   {endpoint.label}: {bare[endpoint.label]['rps']:,.0f} rps")
     return [_result(backend, endpoint, expected[endpoint.label], kaanha, bare) for endpoint in endpoints]
 
 
@@ -154,6 +150,21 @@ def _result(
     }
 
 
+def _table(
+    title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], left: set[int], notes: Sequence[str] = ()
+) -> str:
+    widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.ljust(width) if index in left else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    rule = "-" * len(line(header))
+    return "\n".join([title, rule, line(header), rule, *(line(row) for row in rows), rule, *notes])
+
+
 def format_table(results: list[dict[str, Any]], options: argparse.Namespace) -> str:
     header = ("backend", "request", "matches", "rps", "p50 ms", "p99 ms", "bare rps", "bare p50", "ratio")
     rows = [
@@ -170,26 +181,141 @@ def format_table(results: list[dict[str, Any]], options: argparse.Namespace) -> 
         )
         for result in results
     ]
-    widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
-    left = {0, 1}
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            cell.ljust(width) if index in left else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
     title = (
         f"Kaanha vs a bare Starlette app: GET {API}/..., {options.connections} keep-alive connections, "
         f"{options.duration:g} s after {options.warmup:g} s warm-up, {options.contacts:,} contacts, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
-    rule = "-" * len(line(header))
-    return "\n".join([title, rule, line(header), rule, *(line(row) for row in rows), rule])
+    return _table(title, header, rows, {0, 1})
+
+
+def _failures(results: list[dict[str, Any]], what: str) -> list[str]:
+    """Lines for failed runs, under the table: no figures, the start of the reason (all of it is in the JSON)."""
+    lines = []
+    for result in results:
+        if "error" in result:
+            reason = result["error"].splitlines()[0]
+            reason = reason if len(reason) <= 150 else reason[:147] + "..."
+            lines.append(f"{result['backend']}, {what.format(**result)}: FAILED: {reason}")
+    return lines
+
+
+def format_inbound(results: list[dict[str, Any]], options: argparse.Namespace) -> str:
+    header = (
+        "backend",
+        "msgs/POST",
+        "POSTs/s",
+        "msgs/s",
+        "p50 ms",
+        "p99 ms",
+        ">1 s",
+        "5xx",
+        "number mps",
+        "bounds",
+        "stored",
+        "processed msgs/s",
+        "stored after",
+        "sustained mps",
+    )
+    rows = [
+        (
+            result["backend"],
+            str(result["messagesPerPost"]),
+            f"{result['postsPerSecond']:,.0f}",
+            f"{result['messagesPerSecond']:,.0f}",
+            f"{result['load']['p50Ms']:.1f}",
+            f"{result['load']['p99Ms']:.1f}",
+            f"{result['load']['over1sShare']:.1%}",
+            f"{result['load']['errors']:,}",
+            f"{result['numberMps']:,.0f}",
+            "hold" if result["latencyBoundsHold"] else "BROKEN",
+            f"{result['storedMessages']:,}",
+            f"{result['processedMessagesPerSecond']:,.0f}",
+            f"{result['processSeconds']:.1f} s",
+            f"{result['sustainedNumberMps']:,.0f}",
+        )
+        for result in results
+        if "error" not in result
+    ]
+    title = (
+        f"Meta webhooks in: signed POST /api/webhooks/whatsapp at `kaanha serve` (with its in-process worker), "
+        f"{options.connections} connections, {options.inbound_duration:g} s (or up to "
+        f"{options.inbound_max_messages:,} messages) after {options.inbound_warmup:g} s warm-up\n"
+        f"  number mps = msgs/s / 4 (Meta: 3x outgoing + 1x incoming); bounds: p50 <= "
+        f"{MEDIAN_BOUND_MS:g} ms, < {OVER_1S_BOUND:.0%} over 1 s and no 5xx (retried as Meta would);\n"
+        f"  processed = every message stored, counted from the first POST; sustained mps = the lower of msgs/s "
+        f"and processed msgs/s, / 4"
+    )
+    return _table(title, header, rows, {0}, _failures(results, "{messagesPerPost} messages/POST"))
+
+
+def format_outbound(results: list[dict[str, Any]], ceiling: dict[str, Any] | None, options: argparse.Namespace) -> str:
+    header = ("backend", "workers", "messages", "msgs/s", "left queued in", "all read in", "statuses/s")
+    rows = [
+        (
+            result["backend"],
+            str(result["workers"]),
+            f"{result['messages']:,}",
+            f"{result['messagesPerSecond']:,.0f}",
+            f"{result['seconds']:.1f} s",
+            f"{result['allReadSeconds']:.1f} s",
+            f"{result['statusesPerSecond']:,.0f}",
+        )
+        for result in results
+        if "error" not in result
+    ]
+    if ceiling is not None:
+        load = ceiling["load"]
+        rows.append(
+            (
+                "fake alone",
+                "-",
+                f"{load['sent']:,}",
+                f"{ceiling['sendsPerSecond']:,.0f}",
+                f"p50 {load['p50Ms']:.1f} ms",
+                f"p99 {load['p99Ms']:.1f} ms",
+                "-",
+            )
+        )
+    title = (
+        f"Queued messages out: `kaanha worker` processes -> `kaanha fake-meta` (--no-window, --throughput "
+        f"{options.fake_throughput:,}), its status webhooks (up to {options.fake_webhook_batch} a POST) -> "
+        f"`kaanha serve --no-workers`; the number at 1,000 messages/s\n"
+        f"  msgs/s = messages / time from the jobs falling due to none queued; all read = every status webhook "
+        f"applied; fake alone: {options.connections} connections POSTing text sends straight at the fake"
+    )
+    return _table(title, header, rows, {0}, _failures(results, "{workers} worker(s), {messages} messages"))
+
+
+SCENARIOS = ("api", "inbound", "outbound")
+
+
+def _scenarios(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose among {', '.join(SCENARIOS)} (got {text!r})")
+    return chosen
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, not {text!r}")
+    return numbers
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--only",
+        type=_scenarios,
+        default=SCENARIOS,
+        help=f"Scenarios to run, separated by commas: {','.join(SCENARIOS)} (default all)",
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("KAANHA_BENCH_DATABASE_URL"),
@@ -197,14 +323,69 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "server gets a fresh database for the run, dropped afterwards (default $KAANHA_BENCH_DATABASE_URL)",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="Skip SQLite (with --database-url)")
-    parser.add_argument("--contacts", type=int, default=100_000, help="Contacts in the organization (100000)")
     parser.add_argument("--connections", type=int, default=16, help="Concurrent keep-alive connections (16)")
-    parser.add_argument("--duration", type=float, default=5.0, help="Measured seconds per run (5)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="Unmeasured seconds before each run (1)")
-    parser.add_argument("--name-term", default="kumar", help="Name fragment to search for (kumar)")
-    parser.add_argument("--phone-term", default="4321", help="Phone digits to search for (4321)")
+    api = parser.add_argument_group("api")
+    api.add_argument("--contacts", type=int, default=100_000, help="Contacts in the organization (100000)")
+    api.add_argument("--duration", type=float, default=5.0, help="Measured seconds per run (5)")
+    api.add_argument("--warmup", type=float, default=1.0, help="Unmeasured seconds before each run (1)")
+    api.add_argument("--name-term", default="kumar", help="Name fragment to search for (kumar)")
+    api.add_argument("--phone-term", default="4321", help="Phone digits to search for (4321)")
+    inbound = parser.add_argument_group("inbound")
+    inbound.add_argument("--inbound-duration", type=float, default=3.0, help="Measured seconds per run, at most (3)")
+    inbound.add_argument("--inbound-warmup", type=float, default=0.3, help="Unmeasured seconds first (0.3)")
+    inbound.add_argument(
+        "--inbound-batches", type=_numbers, default=(1, 50), help="Messages per POST, one run each (1,50)"
+    )
+    inbound.add_argument("--inbound-customers", type=int, default=5000, help="Customers who write (5000)")
+    inbound.add_argument(
+        "--inbound-max-messages",
+        type=int,
+        default=4000,
+        help="Stop POSTing after this many messages, so the backlog the worker then works off stays small (4000)",
+    )
+    outbound = parser.add_argument_group("outbound")
+    outbound.add_argument("--outbound-messages", type=int, default=20_000, help="Queued messages (20000)")
+    outbound.add_argument(
+        "--outbound-workers", type=_numbers, default=(1, 2), help="Worker processes, one run each (1,2)"
+    )
+    outbound.add_argument(
+        "--fake-throughput", type=int, default=100_000, help="The fake's messages/s before 130429 (100000)"
+    )
+    outbound.add_argument(
+        "--fake-webhook-batch",
+        type=int,
+        default=50,
+        help="Statuses per webhook POST from the fake, at most (50; 1 runs `kaanha fake-meta` as it is)",
+    )
+    outbound.add_argument("--fake-duration", type=float, default=4.0, help="Measured seconds, fake alone (4)")
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=120.0,
+        help="Give up when stored/sent counts stop moving for this many seconds (120)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
+    parser.add_argument(
+        "--keep", type=Path, help="Keep each run's data dir and process logs in a folder of this directory"
+    )
     return parser.parse_args(argv)
+
+
+def _whatsapp_options(options: argparse.Namespace) -> WhatsAppOptions:
+    return WhatsAppOptions(
+        connections=options.connections,
+        inbound_duration=options.inbound_duration,
+        inbound_warmup=options.inbound_warmup,
+        inbound_batches=options.inbound_batches,
+        inbound_customers=options.inbound_customers,
+        inbound_max_messages=options.inbound_max_messages,
+        outbound_messages=options.outbound_messages,
+        outbound_workers=options.outbound_workers,
+        fake_throughput=options.fake_throughput,
+        fake_webhook_batch=options.fake_webhook_batch,
+        fake_duration=options.fake_duration,
+        settle_timeout=options.settle_timeout,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,37 +396,85 @@ def main(argv: list[str] | None = None) -> int:
     if options.database_url:
         backends.append(("postgresql", options.database_url))
     if not backends:
-        _log("nothing to run: --no-sqlite needs --database-url")
+        log("nothing to run: --no-sqlite needs --database-url")
         return 2
+    processes.KEEP = options.keep
+    whatsapp = _whatsapp_options(options)
+    load_before = os.getloadavg()
+    if load_before[0] > 0.5:
+        log(f"note: the load average is {load_before[0]:.2f} before starting; other work will skew the figures")
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
-    try:
-        for backend, admin_url in backends:
-            results += run_backend(backend, admin_url, options)
-    except BenchmarkError as error:
-        _log(f"benchmark failed: {error}")
-        return 1
-    print(format_table(results, options))
+    inbound: list[dict[str, Any]] = []
+    outbound: list[dict[str, Any]] = []
+    ceiling: dict[str, Any] | None = None
+    failures: list[str] = []
+    if "outbound" in options.only:
+        try:
+            ceiling = run_fake_ceiling(whatsapp)
+        except BenchmarkError as error:
+            failures.append(f"fake ceiling: {error}")
+    for backend, admin_url in backends:
+        if "api" in options.only:
+            try:
+                results += run_backend(backend, admin_url, options)
+            except BenchmarkError as error:
+                failures.append(f"[{backend}] api: {error}")
+        if "inbound" in options.only:
+            inbound += run_inbound(backend, admin_url, whatsapp)
+        if "outbound" in options.only:
+            outbound += run_outbound(backend, admin_url, whatsapp)
+    failures += [
+        f"[{row['backend']}] {row['scenario']}: {row['error']}" for row in inbound + outbound if "error" in row
+    ]
+    tables = []
+    if results:
+        tables.append(format_table(results, options))
+    if inbound:
+        tables.append(format_inbound(inbound, options))
+    if outbound or ceiling:
+        tables.append(format_outbound(outbound, ceiling, options))
+    print("\n\n".join(tables))
     options.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "generatedAt": clock_now().isoformat().replace("+00:00", "Z"),
         "machine": {
             "cpus": os.cpu_count(),
+            # Anything else running skews the figures: the load average before and after says if it did.
+            "loadAverageBefore": load_before,
+            "loadAverageAfter": os.getloadavg(),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
         "settings": {
+            "scenarios": list(options.only),
             "contacts": options.contacts,
             "connections": options.connections,
             "durationSeconds": options.duration,
             "warmupSeconds": options.warmup,
             "nameTerm": options.name_term,
             "phoneTerm": options.phone_term,
-            "server": "uvicorn, loop=uvloop, http=httptools, 1 process; kaanha serve --no-workers",
+            "inboundDurationSeconds": options.inbound_duration,
+            "inboundWarmupSeconds": options.inbound_warmup,
+            "inboundMessagesPerPost": list(options.inbound_batches),
+            "inboundCustomers": options.inbound_customers,
+            "inboundMaxMessages": options.inbound_max_messages,
+            "outboundMessages": options.outbound_messages,
+            "outboundWorkers": list(options.outbound_workers),
+            "fakeThroughput": options.fake_throughput,
+            "fakeWebhookBatch": options.fake_webhook_batch,
+            "server": "uvicorn, loop=uvloop, http=httptools, 1 process; kaanha serve --no-workers (api), "
+            "kaanha serve with its worker (inbound)",
         },
         "results": results,
+        "inbound": inbound,
+        "outbound": outbound,
+        "fakeCeiling": ceiling,
+        "failures": failures,
         "elapsedSeconds": round(time.perf_counter() - started, 1),
     }
     options.output.write_text(json.dumps(report, indent=2) + "\n")
-    _log(f"results written to {options.output} ({report['elapsedSeconds']} s)")
-    return 0
+    log(f"results written to {options.output} ({report['elapsedSeconds']} s)")
+    for failure in failures:
+        log(f"benchmark failed: {failure}")
+    return 1 if failures else 0

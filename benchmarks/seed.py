@@ -4,6 +4,10 @@ Names are Indian first and last names in varied combinations, phones unique E.16
 (+91 and ten digits from 6-9), a third of contacts have an email, most have a few tags. Rows go in
 with executemany in chunks, so the database's own triggers (SQLite's FTS5 `contacts_fts`) and indexes
 (PostgreSQL's trigram GIN) are filled exactly as the API's inserts fill them.
+
+`seed_queued_sends` writes what `POST /send` leaves behind for each of many customers whose 24-hour
+window is open (they wrote an hour ago): the contact, its open conversation, the `queued` text message
+and its `messages.send` job (see messages/service.py::_store_outbound and worker/queue.py::enqueue).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
@@ -20,7 +24,8 @@ from sqlalchemy import func, insert, select, text
 from kaanha.database import Database
 from kaanha.kit.clock import now as clock_now
 from kaanha.kit.ids import new_id
-from kaanha.models import Contact, ContactTag
+from kaanha.messages.service import SEND_JOB
+from kaanha.models import Contact, ContactTag, Conversation, Job, Message
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -169,3 +174,100 @@ async def seed_contacts(database_url: str, organization_id: str, count: int, *, 
         names=[row["name"] for row in contacts],
         phones=[row["phone"] for row in contacts],
     )
+
+
+REPLIES = (
+    "Your order has shipped and arrives tomorrow.",
+    "We open at 10 am tomorrow. See you!",
+    "Done: the delivery address is now your office.",
+    "Yes, size M is in stock. Shall we keep one for you?",
+)
+
+
+async def seed_queued_sends(
+    database_url: str, organization_id: str, count: int, *, run_at: datetime, seed: int = 2026
+) -> list[str]:
+    """`count` queued text replies to `count` distinct customers, their send jobs due at `run_at`.
+
+    Returns the message ids. The jobs are written exactly as `enqueue` writes them, with the run time
+    the caller picks, so workers can be started first and the clock started when the jobs fall due.
+    """
+    rng = random.Random(seed)
+    moment = clock_now()
+    wrote_at = moment - timedelta(hours=1)
+    rows: dict[type, list[dict[str, Any]]] = {Contact: [], Conversation: [], Message: [], Job: []}
+    for phone in _phones(rng, count):
+        contact_id, conversation_id, message_id = new_id("ctc"), new_id("cnv"), new_id("msg")
+        name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+        rows[Contact].append(
+            {
+                "id": contact_id,
+                "organization_id": organization_id,
+                "phone": phone,
+                "name": name,
+                "email": None,
+                "opted_in": True,
+                "opted_in_changed_at": wrote_at,
+                "attributes": {},
+                "last_message_at": moment,
+                "last_inbound_at": wrote_at,
+                "created_at": wrote_at,
+                "updated_at": moment,
+            }
+        )
+        rows[Conversation].append(
+            {
+                "id": conversation_id,
+                "organization_id": organization_id,
+                "contact_id": contact_id,
+                "status": "OPEN",
+                "assignee_id": None,
+                "unread_count": 0,
+                "last_message_at": moment,
+                "resolved_at": None,
+                "created_at": wrote_at,
+                "updated_at": moment,
+            }
+        )
+        rows[Message].append(
+            {
+                "id": message_id,
+                "organization_id": organization_id,
+                "conversation_id": conversation_id,
+                "contact_id": contact_id,
+                "direction": "outbound",
+                "type": "text",
+                "status": "queued",
+                "status_rank": 0,
+                "content": {"text": f"Hi {name.split()[0]}! {rng.choice(REPLIES)}"},
+                "created_at": moment,
+            }
+        )
+        rows[Job].append(
+            {
+                "id": new_id("job"),
+                "kind": SEND_JOB,
+                "organization_id": organization_id,
+                "payload": {"messageId": message_id},
+                "status": "pending",
+                "run_at": run_at,
+                "attempts": 0,
+                "max_attempts": 10,
+                "created_at": moment,
+            }
+        )
+    database = Database(database_url)
+    try:
+        for model, items in rows.items():
+            report = _progress(f"seeding {model.__tablename__}")  # type: ignore[attr-defined]
+            async with database.engine.begin() as connection:
+                for offset in range(0, len(items), CHUNK):
+                    await connection.execute(insert(model), items[offset : offset + CHUNK])
+                    report(min(offset + CHUNK, len(items)), len(items))
+        if database.dialect == "postgresql":
+            async with database.engine.begin() as connection:
+                for table in ("contacts", "conversations", "messages", "jobs"):
+                    await connection.execute(text(f"ANALYZE {table}"))
+    finally:
+        await database.dispose()
+    return [row["id"] for row in rows[Message]]

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -23,6 +24,20 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
     cursor.close()
 
 
+def _begin_before_savepoint(connection: Connection, _name: str) -> None:
+    """Open the real transaction before a savepoint that would otherwise be the first statement.
+
+    pysqlite begins a transaction only before the first INSERT/UPDATE/DELETE; a SAVEPOINT issued
+    earlier starts one of its own, and releasing it commits: one message of a batch would be
+    committed alone. IMMEDIATE takes the write lock now (waiting out the busy timeout), as the
+    write pysqlite was about to begin would.
+    """
+    raw = connection.connection.dbapi_connection
+    driver = getattr(raw, "_connection", None)  # aiosqlite's connection under SQLAlchemy's adapter
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -32,11 +47,31 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "savepoint", _begin_before_savepoint)
         return engine
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 20)
     options.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **options)
+
+
+# PostgreSQL's deadlock_detected, serialization_failure and lock_not_available: the transaction lost
+# a race with another and may simply be run again.
+_CONFLICT_STATES = {"40P01", "40001", "55P03"}
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for a database error that says "try again" (a deadlock, a busy SQLite) rather than "wrong".
+
+    Code that sets a failing item aside to save the rest must re-raise these instead: the item
+    was fine, and setting it aside would lose it.
+    """
+    if isinstance(error, OperationalError):
+        return True  # SQLite's "database is locked", a dropped connection
+    if isinstance(error, DBAPIError):
+        state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return state in _CONFLICT_STATES or "deadlock detected" in str(error.orig)
+    return False
 
 
 class Database:

@@ -215,3 +215,69 @@ async def test_odd_status_fields_are_ignored_not_fatal(runtime, tenant):
     async with runtime.database.transaction() as session:
         summary = await process_payload(session, routed)
     assert summary.statuses == 1
+
+
+async def test_a_busy_database_retries_the_batch_instead_of_dropping_a_message(runtime, tenant, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from kaanha.whatsapp import inbound
+
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    value = payload["entry"][0]["changes"][0]["value"]
+    good = value["messages"][0]
+    value["messages"] = [{**good, "id": "wamid.first"}, {**good, "id": "wamid.second"}]
+    routed = await _routed_to(runtime, tenant, payload)
+    record = inbound.record_inbound
+
+    async def locked_for_the_second(session, **fields):
+        if fields["whatsapp_message_id"] == "wamid.second":
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return await record(session, **fields)
+
+    monkeypatch.setattr(inbound, "record_inbound", locked_for_the_second)
+    with pytest.raises(OperationalError):
+        async with runtime.database.transaction() as session:
+            await process_payload(session, routed)
+    assert await _count(runtime) == 0  # nothing half-applied: the job runs the whole payload again
+
+    monkeypatch.setattr(inbound, "record_inbound", record)
+    async with runtime.database.transaction() as session:
+        summary = await process_payload(session, routed)
+    assert {message.whatsapp_message_id for message in summary.messages} == {"wamid.first", "wamid.second"}
+
+
+async def test_concurrent_batches_from_the_same_customers_store_every_message_once(runtime, tenant):
+    import asyncio
+    import random
+
+    from kaanha.database import is_transient
+
+    template = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    good = template["entry"][0]["changes"][0]["value"]["messages"][0]
+    senders = [f"9198765{n:05d}" for n in range(30)]
+    conflicts = 0
+
+    async def deliver(batch: int) -> None:
+        nonlocal conflicts
+        payload = copy.deepcopy(template)
+        value = payload["entry"][0]["changes"][0]["value"]
+        shuffled = random.Random(batch).sample(senders, len(senders))  # each batch names them in its own order
+        value["messages"] = [{**good, "from": sender, "id": f"wamid.{batch}.{sender}"} for sender in shuffled]
+        value["contacts"] = [{"profile": {"name": "Customer"}, "wa_id": sender} for sender in shuffled]
+        routed = await _routed_to(runtime, tenant, payload)
+        for _ in range(20):  # what the job queue does with a transient failure
+            try:
+                async with runtime.database.transaction() as session:
+                    await process_payload(session, routed)
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                conflicts += 1
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"batch {batch} never got through")
+
+    await asyncio.gather(*(deliver(batch) for batch in range(8)))
+    assert await _count(runtime) == 8 * len(senders)
+    if runtime.database.dialect == "postgresql":
+        assert conflicts == 0  # batches lock contacts and conversations in one order: no deadlocks

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from kaanha.kit.clock import clock
 from kaanha.models import Job, Organization
@@ -24,6 +25,8 @@ async def _record(session, _runtime, job):
         raise PermanentFailure("never")
     if job.payload.get("fail") == "crash":
         raise RuntimeError("boom")
+    if job.payload.get("fail") == "deadlock":
+        raise OperationalError("UPDATE", {}, Exception("database is locked"))
     session.add(Organization(id=f"org_{job.payload['name']}", name=job.payload["name"]))
 
 
@@ -86,6 +89,15 @@ async def test_crashing_job_backs_off_then_gives_up(runtime, frozen_clock):
     clock.advance(timedelta(minutes=11))
     await Worker(runtime).run_once()
     assert (await _job(runtime, job_id)).status == "failed"
+
+
+async def test_a_job_that_lost_a_race_with_another_transaction_runs_again_within_a_second(runtime, frozen_clock):
+    job_id = await _enqueue(runtime, name="d", fail="deadlock")
+    await Worker(runtime).run_once()
+    job = await _job(runtime, job_id)
+    assert job.status == "pending"
+    assert frozen_clock < job.run_at <= frozen_clock + timedelta(seconds=1)  # not the minutes of a crash's backoff
+    assert "database is locked" in job.last_error
 
 
 async def test_an_expired_lease_is_claimed_again_and_the_late_worker_rolls_back(runtime, frozen_clock):

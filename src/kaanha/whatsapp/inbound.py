@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaanha.database import is_transient
 from kaanha.kit.clock import now
 from kaanha.kit.phone import from_wa_id
 from kaanha.media.repository import MediaRepository
@@ -223,7 +224,9 @@ async def _apply_messages(
 ) -> None:
     # An empty profile name (Meta, or the sandbox without `name`) is no name: leave the contact's null.
     names = {c.get("wa_id"): _text(_dict(c.get("profile")).get("name"), 200) for c in _objects(value.get("contacts"))}
-    for raw in _objects(value.get("messages")):
+    # In sender order (stable, so one sender's messages keep theirs): concurrent batches then take
+    # the contact and conversation locks in the same order and cannot deadlock one another.
+    for raw in sorted(_objects(value.get("messages")), key=lambda message: str(message.get("from") or "")):
         sender, wamid = str(raw.get("from") or ""), str(raw.get("id") or "")
         if not sender or len(sender) > MAX_WA_ID_LENGTH or not wamid or len(wamid) > MAX_ID_LENGTH:
             summary.rejected += 1
@@ -234,7 +237,9 @@ async def _apply_messages(
                 await _apply_message(session, connection, raw, sender, wamid, names.get(sender), summary)
         except _AlreadyStored:
             summary.duplicates += 1  # its savepoint undid what this copy touched (the unread count)
-        except Exception:
+        except Exception as error:
+            if is_transient(error):
+                raise  # the message was fine and the database busy: the whole job runs again
             logger.exception("inbound message %s could not be stored; the rest of the batch goes on", wamid[:40])
             summary.rejected += 1
 
@@ -312,7 +317,8 @@ async def _link_known_media(session: AsyncSession, organization_id: str, content
 async def _apply_statuses(
     session: AsyncSession, organization_id: str, value: dict[str, Any], summary: InboundSummary
 ) -> None:
-    for raw in _objects(value.get("statuses")):
+    # In message order for the same reason as messages in sender order: no deadlocks between batches.
+    for raw in sorted(_objects(value.get("statuses")), key=lambda status: str(status.get("id") or "")):
         status = PROVIDER_STATUS.get(str(raw.get("status")))
         wamid = _text(raw.get("id"), MAX_ID_LENGTH + 1)
         if status is None or wamid is None or len(wamid) > MAX_ID_LENGTH:

@@ -16,6 +16,7 @@ from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from kaanha.database import is_transient
 from kaanha.kit.clock import now
 from kaanha.models import Job
 from kaanha.runtime import Runtime
@@ -172,7 +173,11 @@ class Worker:
         if isinstance(error, RetryLater) and job.attempts >= job.max_attempts * 3:
             retry = False
         delay = error.delay if isinstance(error, RetryLater) and error.delay else backoff(job.attempts)
-        if not isinstance(error, RetryLater | PermanentFailure):
+        if is_transient(error):
+            # It lost a race with another transaction (a deadlock, a busy SQLite): run it again soon.
+            delay = timedelta(seconds=random.uniform(0.1, 1.0))
+            logger.warning("job %s (%s) met a busy database; it runs again shortly: %s", job.id, job.kind, error)
+        elif not isinstance(error, RetryLater | PermanentFailure):
             logger.exception("job %s (%s) failed on attempt %s", job.id, job.kind, job.attempts, exc_info=error)
         uncounted = isinstance(error, RetryLater) and not error.count_attempt
         async with self.runtime.database.transaction() as session:
