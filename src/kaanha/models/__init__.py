@@ -4,6 +4,7 @@ from kaanha.models.api_key import ApiKey
 from kaanha.models.base import Model, TenantModel
 from kaanha.models.contact import Contact, ContactTag
 from kaanha.models.conversation import Conversation
+from kaanha.models.event import Event
 from kaanha.models.idempotency import IdempotencyRecord
 from kaanha.models.inbound_event import InboundEvent
 from kaanha.models.job import Job
@@ -13,12 +14,14 @@ from kaanha.models.organization import Organization, WhatsAppConnection
 from kaanha.models.provider_media import ProviderMedia
 from kaanha.models.template import Template
 from kaanha.models.user import Membership, User
+from kaanha.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
     "Contact",
     "ContactTag",
     "Conversation",
+    "Event",
     "IdempotencyRecord",
     "InboundEvent",
     "Job",
@@ -31,5 +34,8 @@ __all__ = [
     "Template",
     "TenantModel",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WhatsAppConnection",
 ]

@@ -1,0 +1,1 @@
+"""The event log: every change customers' servers and live views hear about."""

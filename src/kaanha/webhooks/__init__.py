@@ -1,0 +1,1 @@
+"""Outgoing webhooks: customers' endpoints, signed deliveries retried for days, and their log."""
