@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from kaanha.config import Settings
 from kaanha.database import Database
 from kaanha.kit.crypto import SecretBox
+from kaanha.kit.urls import Resolver, system_resolver
 from kaanha.media.storage import MediaStore
 from kaanha.rate_limit.limiter import RateLimiter
 from kaanha.whatsapp.cloud_api.client import new_http_client
@@ -25,6 +26,9 @@ class Runtime:
     # One pooled client for every outgoing call (Meta's Graph API, later webhooks and gateways).
     http: httpx.AsyncClient
     pacer: Pacer
+    # How user-supplied hosts (webhook targets) are resolved before their addresses are checked;
+    # tests swap in a table, so address checks are proven without any lookup or connection.
+    resolver: Resolver = field(default=system_resolver)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, database: Database | None = None) -> Runtime:

@@ -15,6 +15,13 @@ class UnsafeUrl(InvalidRequest):
 
 Resolver = Callable[[str], Iterable[str]]
 
+
+def system_resolver(host: str) -> list[str]:
+    """The host's addresses as the operating system resolves them (blocking: call it in a thread)."""
+    import socket
+
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+
 _BLOCKED_HOST_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
 # Cloud metadata services answer on link-local addresses, but some also have names.
 _BLOCKED_HOSTS = {"localhost", "metadata", "metadata.google.internal", "instance-data"}
