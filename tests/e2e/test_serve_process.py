@@ -7,6 +7,7 @@ sent on the sandbox connection moves to `read` on its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -103,13 +104,20 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("e2e")
+    with serve_process(tmp_path_factory.mktemp("e2e"), database_url) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_process(folder: Path, database_url: str, **settings: str) -> Iterator[Server]:
+    """`kaanha serve` on a free loopback port, with an organization and a key made by the CLI."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("KAANHA_")}
     env.update(
         KAANHA_DATA_DIR=str(folder / "data"),
         KAANHA_DATABASE_URL=database_url,
         # Polling below makes more requests than a person would; the limiter still runs.
         KAANHA_RATE_LIMITS__API="10000/minute",
+        **settings,
     )
     organization = kaanha_json(env, "orgs", "create", ORG)
     api_key = kaanha_json(env, "keys", "create", "--org", ORG, "--name", "t")
