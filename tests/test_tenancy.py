@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Index, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import Column, Index, MetaData, String, Table, UniqueConstraint, select
 from starlette.routing import Route
 
-from kaanha.models import Model, TenantModel
+from kaanha.events.service import emit
+from kaanha.models import Model, TenantModel, WebhookDelivery
 from tests.conftest import API
 
 CUSTOMER = "+919876543210"
@@ -24,6 +25,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/whatsapp-api/contacts/{contact_id}"): {"name": "Hijacked", "tags": ["stolen"]},
     ("PATCH", "/api/whatsapp-api/chats/{conversation_id}"): {"status": "RESOLVED"},
+    ("PATCH", "/api/whatsapp-api/webhooks/{webhook_id}"): {"description": "Hijacked", "enabled": False},
 }
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
@@ -58,8 +60,16 @@ def api_routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def theirs(client, other_tenant) -> Theirs:
+async def theirs(client, runtime, other_tenant) -> Theirs:
     headers = other_tenant.headers
+    # Port 9 (discard) on loopback: should anything ever be delivered, it goes nowhere beyond this machine.
+    runtime.settings.allow_private_urls = True
+    webhook = await client.post(
+        f"{API}/webhooks",
+        headers=headers,
+        json={"url": "http://127.0.0.1:9/their-hook", "events": ["*"], "description": "Their webhook"},
+    )
+    assert webhook.status_code == 201, webhook.text
     contact = await client.post(
         f"{API}/contacts", headers=headers, json={"phone": "+919800000001", "name": "Their Customer"}
     )
@@ -73,6 +83,11 @@ async def theirs(client, other_tenant) -> Theirs:
     key = await client.post(f"{API}/api-keys", headers=headers, json={"name": "their integration"})
     assert key.status_code == 201, key.text
     message = inbound.json()
+    async with runtime.database.transaction() as session:
+        event = await emit(session, organization_id=other_tenant.organization_id, type="contact.updated", data={})
+    async with runtime.database.transaction() as session:
+        delivery_id = await session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.event_id == event.id))
+    assert delivery_id is not None
     return Theirs(
         ids={
             "contact_id": contact.json()["id"],
@@ -80,6 +95,8 @@ async def theirs(client, other_tenant) -> Theirs:
             "message_id": message["id"],
             "media_id": media.json()["mediaId"],
             "key_id": key.json()["id"],
+            "webhook_id": webhook.json()["id"],
+            "delivery_id": delivery_id,
         },
         secrets={
             other_tenant.organization_id,
@@ -95,6 +112,11 @@ async def theirs(client, other_tenant) -> Theirs:
             "Their Asha",
             "+919800000001",
             "their integration",
+            webhook.json()["id"],
+            webhook.json()["secret"],
+            "http://127.0.0.1:9/their-hook",
+            "Their webhook",
+            delivery_id,
         },
     )
 
@@ -129,7 +151,15 @@ async def test_every_route_with_an_id_answers_404_for_another_organizations_id(
             assert secret not in r.text, f"{method} {path} leaked {secret!r}"
 
     # The walk really visited the resources we know of.
-    assert seen_params >= {"contact_id", "conversation_id", "message_id", "media_id", "key_id"}
+    assert seen_params >= {
+        "contact_id",
+        "conversation_id",
+        "message_id",
+        "media_id",
+        "key_id",
+        "webhook_id",
+        "delivery_id",
+    }
 
 
 async def test_the_route_walk_changed_nothing_of_theirs(app, client, tenant, other_tenant, theirs, ours):
@@ -153,6 +183,11 @@ async def test_the_route_walk_changed_nothing_of_theirs(app, client, tenant, oth
     keys = await client.get(f"{API}/api-keys", headers=headers)
     (their_key,) = [key for key in keys.json()["data"] if key["id"] == theirs.ids["key_id"]]
     assert their_key["revokedAt"] is None
+    webhook = await client.get(f"{API}/webhooks/{theirs.ids['webhook_id']}", headers=headers)
+    assert webhook.status_code == 200
+    assert webhook.json()["description"] == "Their webhook"
+    assert webhook.json()["enabled"] is True
+    assert webhook.json()["createdAt"] == webhook.json()["updatedAt"]  # not edited, nor its secret rotated
 
 
 async def test_lists_never_show_another_organizations_rows(app, client, tenant, theirs, ours):
@@ -160,6 +195,8 @@ async def test_lists_never_show_another_organizations_rows(app, client, tenant, 
     for method, path in api_routes(app):
         if method != "GET" or _PARAM.search(path):
             continue
+        if path == f"{API}/events/stream":
+            continue  # never ends; tests/events/test_stream.py shows another organization's events never appear
 
         r = await client.get(path, headers=tenant.headers)
 
@@ -168,7 +205,7 @@ async def test_lists_never_show_another_organizations_rows(app, client, tenant, 
             assert secret not in r.text, f"GET {path} shows another organization's {secret!r}"
         if r.headers.get("content-type", "").startswith("application/json") and "data" in r.json():
             listed += 1
-    assert listed >= 4  # contacts, chats, messages, api-keys at least
+    assert listed >= 5  # contacts, chats, messages, api-keys, webhooks at least
 
     # Our own rows are there: the lists were not empty by accident.
     contacts = (await client.get(f"{API}/contacts", headers=tenant.headers)).json()

@@ -17,6 +17,7 @@ from kaanha.auth.endpoints import router as api_keys_router
 from kaanha.config import Settings
 from kaanha.contacts.endpoints import router as contacts_router
 from kaanha.conversations.endpoints import router as conversations_router
+from kaanha.events.endpoints import router as events_router
 from kaanha.http.error_handlers import install_error_handlers
 from kaanha.http.middleware import ApiRateLimitMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from kaanha.http.openapi import describe_errors
@@ -25,6 +26,8 @@ from kaanha.media.endpoints import upload_router as media_upload_router
 from kaanha.messages.endpoints import router as messages_router
 from kaanha.organizations.endpoints import router as status_router
 from kaanha.runtime import Runtime
+from kaanha.webhooks.dispatcher import WebhookDispatcher
+from kaanha.webhooks.endpoints import router as webhooks_router
 from kaanha.whatsapp.cloud_api.endpoints import router as meta_webhooks_router
 from kaanha.whatsapp.sandbox.endpoints import router as sandbox_router
 from kaanha.worker.runner import Worker
@@ -45,6 +48,8 @@ def _api_router() -> APIRouter:
         media_upload_router,
         sandbox_router,
         api_keys_router,
+        events_router,
+        webhooks_router,
     ):
         api.include_router(router)
     return api
@@ -60,6 +65,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         workers = []
         if settings.run_workers:
             workers.append(asyncio.create_task(Worker(runtime).run_forever(stop)))
+            workers.append(asyncio.create_task(WebhookDispatcher(runtime).run_forever(stop)))
         try:
             yield
         finally:

@@ -51,6 +51,30 @@ class CloudApiSettings(BaseModel):
         return self
 
 
+class WebhookSettings(BaseModel):
+    """How outgoing webhooks are delivered: time per attempt, how many at once, when to give up on an endpoint."""
+
+    # A 2xx within this long counts; DNS, connecting, redirects and reading the answer all fit inside it.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Attempts running at once in one process (each waits on a customer's server, not on us).
+    concurrency: int = Field(default=64, ge=1, le=1000)
+    # Attempts in flight to one endpoint across every process, so a slow endpoint can't take every slot.
+    per_endpoint_concurrency: int = Field(default=4, ge=1, le=100)
+    # An endpoint that has failed (with no success) for this long is disabled and its organization told.
+    disable_after_days: float = Field(default=3.0, gt=0)
+    # How often other processes' new deliveries are looked for; in-process commits wake the dispatcher at once.
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # A claimed delivery is the dispatcher's for this long; a crashed dispatcher's are taken over after it.
+    lease_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> WebhookSettings:
+        # A lease that ran out mid-attempt would let a second dispatcher send the same delivery at once.
+        if self.lease_seconds <= self.timeout_seconds * 2:
+            raise ValueError("webhooks.lease_seconds must exceed twice webhooks.timeout_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAANHA_", env_nested_delimiter="__", extra="ignore")
 
@@ -77,6 +101,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     cloud_api: CloudApiSettings = Field(default_factory=CloudApiSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

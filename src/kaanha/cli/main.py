@@ -250,16 +250,27 @@ def serve(
     workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Run background workers here")] = True,
 ) -> None:
     """Serve the API (with background workers in the same process)."""
+    import socket
+
     import uvicorn
 
     from kaanha.app import create_app
+    from kaanha.events.stream import end_event_streams
 
     settings = Settings()
     settings.run_workers = workers
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     upgrade_database(settings.resolved_database_url)
-    uvicorn.run(
-        create_app(settings),
+    application = create_app(settings)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn waits for open responses before it stops, and live event streams never end alone.
+            end_event_streams(application)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        application,
         host=host,
         port=port,
         loop="uvloop",
@@ -267,6 +278,10 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+    server = Server(config)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn.run's exit status when start-up fails
 
 
 @app.command("fake-meta")
@@ -324,6 +339,7 @@ A customer writes:  curl -X POST http://127.0.0.1:{port}/_fake/customers/9198765
 @app.command()
 def worker() -> None:
     """Run background workers only (scale them out beside `kaanha serve --no-workers`)."""
+    from kaanha.webhooks.dispatcher import WebhookDispatcher
     from kaanha.worker.runner import Worker
 
     settings = Settings()
@@ -334,7 +350,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Worker(runtime).run_forever(stop)
+        await asyncio.gather(Worker(runtime).run_forever(stop), WebhookDispatcher(runtime).run_forever(stop))
 
     _run(work)
 
