@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.contacts.repository import ContactRepository
 from kaanha.contacts.schemas import ContactCreate, ContactOut, ContactUpdate
 from kaanha.errors import Conflict
+from kaanha.events import types as event_types
+from kaanha.events.service import emit
 from kaanha.kit.clock import now
 from kaanha.kit.ids import new_id
 from kaanha.kit.pagination import Page, PageRequest
@@ -33,6 +37,13 @@ def contact_out(contact: Contact, tags: list[str]) -> ContactOut:
         updated_at=contact.updated_at,
         last_message_at=contact.last_message_at,
     )
+
+
+async def announce(session: AsyncSession, contact: Contact, event_type: str, *, tags: list[str] | None = None) -> None:
+    """Emit `event_type` with the contact as `GET /contacts/{id}` shows it (its tags read unless given)."""
+    if tags is None:
+        tags = (await ContactRepository(session, contact.organization_id).tags_for([contact.id])).get(contact.id, [])
+    await emit(session, organization_id=contact.organization_id, type=event_type, data=contact_out(contact, tags))
 
 
 async def normalize_for_organization(session: AsyncSession, *, organization_id: str, phone: str) -> str:
@@ -84,7 +95,9 @@ async def create_contact(session: AsyncSession, *, organization_id: str, data: C
     except IntegrityError:
         raise DuplicateContact(f"A contact with phone {phone} already exists") from None
     await repository.set_tags(contact.id, data.tags)
-    return contact_out(contact, sorted(data.tags))
+    created = contact_out(contact, sorted(data.tags))
+    await emit(session, organization_id=organization_id, type=event_types.CONTACT_CREATED, data=created)
+    return created
 
 
 async def update_contact(
@@ -92,6 +105,7 @@ async def update_contact(
 ) -> ContactOut:
     repository = ContactRepository(session, organization_id)
     contact = await repository.get(contact_id)
+    before = contact_out(contact, (await repository.tags_for([contact.id])).get(contact.id, []))
     fields = data.model_fields_set
     if "phone" in fields and data.phone is not None:
         phone = await normalize_for_organization(session, organization_id=organization_id, phone=data.phone)
@@ -117,23 +131,38 @@ async def update_contact(
         raise DuplicateContact(f"A contact with phone {contact.phone} already exists") from None
     if "tags" in fields and data.tags is not None:
         await repository.set_tags(contact.id, data.tags)
-    return await get_contact(session, organization_id=organization_id, contact_id=contact.id)
+    after = await get_contact(session, organization_id=organization_id, contact_id=contact.id)
+    # A PATCH that changes nothing still moves updatedAt, but tells no one.
+    if after.model_dump(exclude={"updated_at"}) != before.model_dump(exclude={"updated_at"}):
+        await emit(session, organization_id=organization_id, type=event_types.CONTACT_UPDATED, data=after)
+    return after
 
 
 async def delete_contact(session: AsyncSession, *, organization_id: str, contact_id: str) -> None:
-    """Delete a contact with its conversations and messages."""
+    """Delete a contact with its conversations and messages; `contact.deleted` carries it as it was."""
     repository = ContactRepository(session, organization_id)
     contact = await repository.get(contact_id)
+    last_seen = contact_out(contact, (await repository.tags_for([contact.id])).get(contact.id, []))
     await session.delete(contact)
     await session.flush()
+    await emit(session, organization_id=organization_id, type=event_types.CONTACT_DELETED, data=last_seen)
 
 
 async def ensure_contact(
-    session: AsyncSession, *, organization_id: str, phone: str, profile_name: str | None = None
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    phone: str,
+    profile_name: str | None = None,
+    message_at: datetime | None = None,
+    inbound: bool = False,
 ) -> Contact:
     """The contact with this E.164 phone, created when new (inbound messages and first sends).
 
     A profile name from WhatsApp fills an empty name but never overwrites one a person chose.
+    `message_at`, when a message to (or, `inbound`, from) the contact is being stored, moves its
+    lastMessageAt (and the 24-hour window) first, so `contact.created` shows it as it will be stored.
+    A message moving lastMessageAt alone is no `contact.updated`: that would be one event per message.
     """
     repository = ContactRepository(session, organization_id)
     contact = await repository.find_by_phone(phone)
@@ -148,13 +177,31 @@ async def ensure_contact(
             created_at=moment,
             updated_at=moment,
         )
+        _touch(new, message_at, inbound=inbound)
         if await repository.add_unless_taken(new):
+            await announce(session, new, event_types.CONTACT_CREATED, tags=[])
             return new
         # Another request created it a moment ago: use theirs.
         contact = await repository.find_by_phone(phone)
         if contact is None:
             raise DuplicateContact(f"A contact with phone {phone} is being created; retry")
-    elif profile_name and not contact.name:
+    renamed = bool(profile_name and not contact.name)
+    if renamed:
         contact.name = profile_name
         contact.updated_at = now()
+    _touch(contact, message_at, inbound=inbound)
+    if renamed:
+        await announce(session, contact, event_types.CONTACT_UPDATED)
     return contact
+
+
+def _touch(contact: Contact, at: datetime | None, *, inbound: bool) -> None:
+    """A message at `at`: never moves the times backwards, as webhooks may arrive out of order."""
+    if at is None:
+        return
+    if inbound:
+        if contact.last_inbound_at is None or at > contact.last_inbound_at:
+            contact.last_inbound_at = at
+        contact.updated_at = now()
+    if contact.last_message_at is None or at > contact.last_message_at:
+        contact.last_message_at = at

@@ -13,6 +13,8 @@ from kaanha.conversations.repository import ConversationRepository
 from kaanha.conversations.schemas import ConversationDetail, ConversationOut, ConversationUpdate
 from kaanha.conversations.window import is_window_open, window_expires_at
 from kaanha.errors import InvalidRequest, NotFound
+from kaanha.events import types as event_types
+from kaanha.events.service import emit
 from kaanha.kit.clock import now
 from kaanha.kit.ids import new_id
 from kaanha.kit.pagination import Page, PageRequest
@@ -70,10 +72,25 @@ async def list_conversations(
 async def get_conversation(session: AsyncSession, *, organization_id: str, conversation_id: str) -> ConversationDetail:
     conversation = await ConversationRepository(session, organization_id).get(conversation_id)
     (summary,) = await _with_contacts(session, organization_id, [conversation])
+    return await _detail(session, organization_id, summary)
+
+
+async def _detail(session: AsyncSession, organization_id: str, summary: ConversationOut) -> ConversationDetail:
     messages = await MessageRepository(session, organization_id).recent_in_conversation(
-        conversation.id, limit=RECENT_MESSAGES
+        summary.id, limit=RECENT_MESSAGES
     )
     return ConversationDetail(**summary.model_dump(), messages=[message_out(m) for m in messages])
+
+
+async def announce(session: AsyncSession, conversation: Conversation, contact: Contact, event_type: str) -> None:
+    """Emit `event_type` with the conversation as `GET /chats` lists it (no messages)."""
+    tags = (await ContactRepository(session, conversation.organization_id).tags_for([contact.id])).get(contact.id, [])
+    await emit(
+        session,
+        organization_id=conversation.organization_id,
+        type=event_type,
+        data=conversation_out(conversation, contact, tags),
+    )
 
 
 async def _require_member(session: AsyncSession, organization_id: str, user_id: str) -> None:
@@ -93,6 +110,7 @@ async def update_conversation(
     OPEN means nobody's, so setting it clears the assignee; RESOLVED keeps who handled it.
     """
     conversation = await ConversationRepository(session, organization_id).get(conversation_id)
+    before = (conversation.status, conversation.assignee_id)
     fields = data.model_fields_set
     if not fields:
         raise InvalidRequest("Nothing to change: give status and/or assigneeId")
@@ -115,7 +133,10 @@ async def update_conversation(
         await _change_status(session, conversation, status)
     conversation.updated_at = now()
     await session.flush()
-    return await get_conversation(session, organization_id=organization_id, conversation_id=conversation.id)
+    (summary,) = await _with_contacts(session, organization_id, [conversation])
+    if (conversation.status, conversation.assignee_id) != before:
+        await emit(session, organization_id=organization_id, type=event_types.CONVERSATION_UPDATED, data=summary)
+    return await _detail(session, organization_id, summary)
 
 
 async def _change_status(session: AsyncSession, conversation: Conversation, status: str) -> None:
@@ -172,14 +193,17 @@ async def thread_for_message(
 
     The first message either way opens one. A customer's message reopens the latest resolved
     thread (back to its assignee if it had one) instead of starting another; our own messages
-    join it without reopening it.
+    join it without reopening it. Opening emits `conversation.created`, reopening
+    `conversation.updated`; unread counts and lastMessageAt moving alone emit nothing.
     """
     repository = ConversationRepository(session, organization_id)
     conversation = await repository.latest_for_contact(contact.id)
+    event_type = None
     if conversation is None:
         new = Conversation(id=new_id("cnv"), contact_id=contact.id, status="OPEN", unread_count=0, created_at=at)
         if await repository.add_unless_taken(new):
             conversation = new
+            event_type = event_types.CONVERSATION_CREATED
         else:  # opened by a concurrent message a moment ago
             found = await repository.latest_for_contact(contact.id)
             if found is None:
@@ -188,8 +212,11 @@ async def thread_for_message(
     elif conversation.status == "RESOLVED" and inbound:
         conversation.status = "ASSIGNED" if conversation.assignee_id else "OPEN"
         conversation.resolved_at = None
+        event_type = event_types.CONVERSATION_UPDATED
     if inbound:
         conversation.unread_count += 1
     conversation.last_message_at = max(filter(None, [conversation.last_message_at, at]))
     conversation.updated_at = now()
+    if event_type is not None:
+        await announce(session, conversation, contact, event_type)
     return conversation

@@ -13,6 +13,8 @@ from kaanha.conversations.repository import ConversationRepository
 from kaanha.conversations.service import thread_for_message
 from kaanha.conversations.window import require_open_window
 from kaanha.errors import InvalidRequest
+from kaanha.events import types as event_types
+from kaanha.events.service import emit
 from kaanha.kit.clock import now
 from kaanha.kit.ids import new_id
 from kaanha.kit.pagination import Page, PageRequest
@@ -23,7 +25,7 @@ from kaanha.messages.content import MEDIA_TYPES, InvalidMessage, build_content
 from kaanha.messages.repository import MessageNotFound, MessageRepository
 from kaanha.messages.schemas import MessageOut, SendRequest, message_out
 from kaanha.messages.status import STATUS_RANK
-from kaanha.models import Contact, Message
+from kaanha.models import Message
 from kaanha.runtime import Runtime
 from kaanha.templates.service import render_preview, resolve_for_send
 from kaanha.worker.queue import enqueue
@@ -165,8 +167,7 @@ async def _store_outbound(
     reply_to: Message | None,
 ) -> Message:
     moment = now()
-    contact = await ensure_contact(session, organization_id=organization_id, phone=phone)
-    contact.last_message_at = moment
+    contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
     conversation = await thread_for_message(
         session, organization_id=organization_id, contact=contact, inbound=False, at=moment
     )
@@ -204,13 +205,21 @@ async def record_inbound(
     """Store a customer's message; None when this WhatsApp id was already stored (Meta retries).
 
     The contact is created or named, the conversation opened or reopened, and the 24-hour window
-    moves to this message's time (never backwards, as webhooks may arrive out of order).
+    moves to this message's time (never backwards, as webhooks may arrive out of order). Emits
+    `message.received` (after the contact's and conversation's own events) with `content` as given:
+    complete it before the call.
     """
     repository = MessageRepository(session, organization_id)
     if await repository.find_by_wamid(whatsapp_message_id) is not None:
         return None
-    contact = await ensure_contact(session, organization_id=organization_id, phone=phone, profile_name=profile_name)
-    _touch_inbound(contact, sent_at)
+    contact = await ensure_contact(
+        session,
+        organization_id=organization_id,
+        phone=phone,
+        profile_name=profile_name,
+        message_at=sent_at,
+        inbound=True,
+    )
     conversation = await thread_for_message(
         session, organization_id=organization_id, contact=contact, inbound=True, at=sent_at
     )
@@ -230,12 +239,5 @@ async def record_inbound(
     )
     if not await repository.add_unless_taken(message):
         return None  # the same WhatsApp message, stored by a concurrent delivery of the webhook
+    await emit(session, organization_id=organization_id, type=event_types.MESSAGE_RECEIVED, data=message_out(message))
     return message
-
-
-def _touch_inbound(contact: Contact, at: datetime) -> None:
-    if contact.last_inbound_at is None or at > contact.last_inbound_at:
-        contact.last_inbound_at = at
-    if contact.last_message_at is None or at > contact.last_message_at:
-        contact.last_message_at = at
-    contact.updated_at = now()

@@ -7,6 +7,9 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaanha.events.service import emit
+from kaanha.events.types import STATUS_EVENTS
+from kaanha.messages.schemas import message_out
 from kaanha.models import Message
 
 # failed may follow sent or delivered (multi-device); read beats everything; received is inbound.
@@ -36,7 +39,9 @@ async def advance_status(
 ) -> bool:
     """Move a message to `status` unless it is already there or further; True when it moved.
 
-    One conditional UPDATE: duplicates and out-of-order updates are harmless without locks.
+    One conditional UPDATE: duplicates and out-of-order updates are harmless without locks. When it
+    moved, the message as it now is comes back from that same statement (RETURNING) and its event
+    (`message.sent`, `.delivered`, `.read`, `.failed`) joins the transaction; when it didn't, nothing.
     """
     rank = STATUS_RANK[status]
     values: dict[str, object] = {"status": status, "status_rank": rank}
@@ -63,5 +68,17 @@ async def advance_status(
         query = query.where(Message.whatsapp_message_id == whatsapp_message_id)
     else:
         raise ValueError("advance_status needs a message id or a WhatsApp message id")
-    result = await session.execute(query.values(**values), execution_options={"synchronize_session": False})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    result = await session.execute(
+        query.values(**values).returning(*Message.__table__.columns),
+        execution_options={"synchronize_session": False},
+    )
+    row = result.first()
+    if row is None:
+        return False
+    event_type = STATUS_EVENTS.get(status)
+    if event_type is not None:
+        # A detached copy of the row as updated: a copy in the session (maybe holding unflushed
+        # changes, as sessions don't autoflush) is left alone, as it was before events existed.
+        moved = Message(**row._mapping)
+        await emit(session, organization_id=organization_id, type=event_type, data=message_out(moved))
+    return True

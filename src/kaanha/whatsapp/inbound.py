@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.database import is_transient
+from kaanha.events import types as event_types
+from kaanha.events.service import emit
 from kaanha.kit.clock import now
 from kaanha.kit.phone import from_wa_id
 from kaanha.media.repository import MediaRepository
@@ -23,6 +25,7 @@ from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import record_inbound
 from kaanha.messages.status import PROVIDER_STATUS, advance_status
 from kaanha.models import Message, Template, WhatsAppConnection
+from kaanha.templates.schemas import template_out
 from kaanha.whatsapp.cloud_api.errors import explain
 from kaanha.whatsapp.jobs import FETCH_MEDIA_JOB
 from kaanha.worker.queue import enqueue
@@ -257,7 +260,9 @@ async def _apply_message(
     message_type, content = parse_message(raw)
     if content.get("providerMediaId"):
         await _link_known_media(session, organization_id, content)
-    if message_type == "reaction" and content.get("whatsappMessageId"):
+    # The message a reaction, revoke or edit is about, found first: `message.received` shows its id.
+    target = None
+    if message_type in ("reaction", "revoke", "edit") and content.get("whatsappMessageId"):
         target = await MessageRepository(session, organization_id).find_by_wamid(str(content["whatsappMessageId"]))
         if target is not None:
             content["messageId"] = target.id
@@ -275,22 +280,15 @@ async def _apply_message(
     if stored is None:
         raise _AlreadyStored(wamid)
     summary.messages.append(stored)
-    if message_type in ("revoke", "edit"):
-        original_id = await _change_original(session, organization_id, message_type, content, stored.created_at)
-        if original_id:
-            stored.content = {**stored.content, "messageId": original_id}
+    if message_type in ("revoke", "edit") and target is not None:
+        _change_original(target, message_type, content, stored.created_at)
     if content.get("providerMediaId") and "mediaId" not in content and connection.type == "cloud_api":
         await session.flush()
         enqueue(session, kind=FETCH_MEDIA_JOB, payload={"messageId": stored.id}, organization_id=organization_id)
 
 
-async def _change_original(
-    session: AsyncSession, organization_id: str, message_type: str, content: dict[str, Any], at: datetime
-) -> str | None:
+def _change_original(original: Message, message_type: str, content: dict[str, Any], at: datetime) -> None:
     """A customer deleted or edited an earlier message: the original shows it, as it does on their phone."""
-    original = await MessageRepository(session, organization_id).find_by_wamid(str(content.get("whatsappMessageId")))
-    if original is None:
-        return None
     changed = dict(original.content)
     if message_type == "revoke":
         changed.update(deleted=True, deletedAt=at.isoformat().replace("+00:00", "Z"))
@@ -303,7 +301,6 @@ async def _change_original(
             changed.update({key: new_content[key] for key in ("text", "caption") if key in new_content})
         changed.update(edited=True, editedAt=at.isoformat().replace("+00:00", "Z"))
     original.content = changed
-    return original.id
 
 
 async def _link_known_media(session: AsyncSession, organization_id: str, content: dict[str, Any]) -> None:
@@ -404,8 +401,10 @@ async def _apply_template_event(
     if not changes:
         return
     external_id = str(value.get("message_template_id") or "")
+    # Only templates this changes: Meta repeats events, and a repeat is no `template.updated`.
+    differs = or_(*(getattr(Template, column).is_distinct_from(wanted) for column, wanted in changes.items()))
     for organization_id in organizations:
-        query = update(Template).where(Template.organization_id == organization_id)
+        query = update(Template).where(Template.organization_id == organization_id, differs)
         if external_id:
             query = query.where(Template.external_id == external_id)
         else:
@@ -413,7 +412,13 @@ async def _apply_template_event(
                 Template.name == _text(value.get("message_template_name"), 512),
                 Template.language == _text(value.get("message_template_language"), 15),
             )
-        await session.execute(
-            query.values(**changes, updated_at=now()), execution_options={"synchronize_session": False}
+        changed = await session.execute(
+            query.values(**changes, updated_at=now()).returning(*Template.__table__.columns),
+            execution_options={"synchronize_session": False},
         )
+        for row in changed.all():
+            template = Template(**row._mapping)  # detached, as the row now is
+            await emit(
+                session, organization_id=organization_id, type=event_types.TEMPLATE_UPDATED, data=template_out(template)
+            )
     summary.template_events += 1
