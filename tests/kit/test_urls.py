@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from kaanha.kit.urls import UnsafeUrl, check_public_url, is_public_address
+from kaanha.kit.urls import UnsafeUrl, check_public_url, is_public_address, system_resolver
 
 
 @pytest.fixture(autouse=True)
@@ -217,7 +217,27 @@ def test_urls_with_credentials_are_refused():
         ("::ffff:10.0.0.1", False),
         ("::ffff:93.184.216.34", True),
         ("ff02::1", False),
+        # IPv6 forms that stand for an IPv4 address are judged by it.
+        ("::127.0.0.1", False),
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("2002:7f00:1::", False),
+        ("64:ff9b:1::5db8:d822", False),
+        ("64:ff9b::5db8:d822", True),
+        ("2002:5db8:d822::1", True),
     ],
 )
 def test_is_public_address(address, public):
     assert is_public_address(address) is public
+
+
+def test_the_system_resolver_keeps_the_order_of_getaddrinfo(monkeypatch):
+    # getaddrinfo puts first what this host can reach (RFC 6724); the caller connects to the first answer.
+    answers = [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0)),
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:2800:220:1::1", 0, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0)),
+    ]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answers)
+
+    assert system_resolver("example.com") == ["93.184.216.34", "2606:2800:220:1::1"]

@@ -6,7 +6,12 @@ and the only real connections (timeouts, refused connections) are to 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,6 +39,9 @@ PRIVATE_ANSWERS = {
     "cgnat.example.com": ["100.64.0.1"],
     "mapped.example.com": ["::ffff:10.0.0.1"],
     "mixed.example.com": [PUBLIC, "192.168.1.10"],
+    "compat.example.com": ["::127.0.0.1"],
+    "nat64.example.com": ["64:ff9b::a9fe:a9fe"],
+    "sixtofour.example.com": ["2002:a00:1::1"],
 }
 
 
@@ -64,6 +72,9 @@ async def send(runtime: Runtime, url: str):  # type: ignore[no-untyped-def]
         ("cgnat.example.com", "100.64.0.1", "a shared (carrier-grade NAT)"),
         ("mapped.example.com", "::ffff:10.0.0.1", "an IPv4-mapped private"),
         ("mixed.example.com", "192.168.1.10", "a private"),
+        ("compat.example.com", "::127.0.0.1", "an IPv4-embedding loopback"),
+        ("nat64.example.com", "64:ff9b::a9fe:a9fe", "an IPv4-embedding cloud metadata"),
+        ("sixtofour.example.com", "2002:a00:1::1", "an IPv4-embedding private"),
     ],
 )
 async def test_a_name_resolving_to_a_non_public_address_is_refused(runtime, recorder, host, address, kind):
@@ -302,3 +313,95 @@ async def test_a_closed_port_is_a_refused_connection(runtime):
 
     assert not result.succeeded
     assert result.error == "connection refused"
+
+
+def _tls_contexts(name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context whose certificate is valid for `name` only, and a client context trusting its CA."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def subject(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    start = datetime.now(UTC) - timedelta(days=1)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(subject("test CA"))
+        .issuer_name(subject("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(subject(name))
+        .issuer_name(ca.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
+        cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            leaf_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return server, client
+
+
+async def test_a_kept_alive_connection_verified_for_one_name_never_carries_another_names_delivery(runtime):
+    # Two names at one address (shared hosting, a CDN), a certificate for one of them: the other's
+    # delivery must be verified for its own name, not ride the connection the first one opened.
+    server_context, client_context = _tls_contexts("good.example.com")
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    original_http, original_resolver = runtime.http, runtime.resolver
+    runtime.http = httpx.AsyncClient(verify=client_context)
+    runtime.resolver = TableResolver({"good.example.com": ["127.0.0.1"], "other.example.com": ["127.0.0.1"]})
+    runtime.settings.allow_private_urls = True
+    try:
+        first = await send(runtime, f"https://good.example.com:{port}/hooks")
+        second = await send(runtime, f"https://other.example.com:{port}/hooks")
+    finally:
+        await runtime.http.aclose()
+        runtime.http, runtime.resolver = original_http, original_resolver
+        server.close()
+        await server.wait_closed()
+
+    assert first.succeeded
+    assert not second.succeeded
+    assert second.error == "TLS handshake failed (is the certificate valid for this name?)"

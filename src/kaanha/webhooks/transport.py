@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from kaanha.kit.urls import Resolver, UnsafeUrl, check_public_url, is_public_address
+from kaanha.kit.urls import Resolver, UnsafeUrl, check_public_url, embedded_ipv4, is_public_address
 from kaanha.runtime import Runtime
 
 logger = logging.getLogger("kaanha.webhooks")
@@ -146,6 +146,11 @@ async def _post(runtime: Runtime, url: str, *, content: bytes, headers: Mapping[
             # Compressed answers could expand far past what we mean to read.
             "accept-encoding": "identity",
         }
+        if target.extensions:
+            # The pool keys connections by the address we dial, not by the TLS name: a kept-alive
+            # connection verified for one name would carry the next request to another name at the same
+            # address (shared hosting, a CDN) without its certificate ever being checked.
+            request_headers["connection"] = "close"
         progress.redirecting = False
         async with runtime.http.stream(
             "POST",
@@ -223,6 +228,9 @@ def _kind(address: str) -> str:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return f"an IPv4-mapped {_kind(str(ip.ipv4_mapped)).removeprefix('a ').removeprefix('an ')}"
+    embedded = embedded_ipv4(ip)
+    if embedded is not None and not is_public_address(str(embedded)):
+        return f"an IPv4-embedding {_kind(str(embedded)).removeprefix('a ').removeprefix('an ')}"
     if ip == ipaddress.ip_address("169.254.169.254"):
         return "a cloud metadata"
     if ip.is_loopback:
