@@ -261,13 +261,17 @@ async def test_three_days_of_failure_disable_the_endpoint_and_tell_the_organizat
     await dispatcher.run_once()
     assert (await endpoint_row(runtime, failing_id)).failing_since == start
 
-    clock.freeze(start + timedelta(days=2))
-    await emit_event(runtime, tenant.organization_id)
-    await dispatcher.run_once()
+    for half_days in range(1, 5):  # it keeps failing every 12 hours, as retries and new events find it down
+        clock.freeze(start + timedelta(hours=12 * half_days))
+        await emit_event(runtime, tenant.organization_id)
+        await dispatcher.run_once()
     endpoint = await endpoint_row(runtime, failing_id)
     assert endpoint.enabled
     assert endpoint.failing_since == start  # the clock runs from the first failure
 
+    clock.freeze(start + timedelta(days=2, hours=18))
+    await emit_event(runtime, tenant.organization_id)
+    await dispatcher.run_once()
     clock.freeze(start + timedelta(days=3))
     await emit_event(runtime, tenant.organization_id)
     await dispatcher.run_once()
@@ -282,7 +286,7 @@ async def test_three_days_of_failure_disable_the_endpoint_and_tell_the_organizat
     assert {delivery.status for delivery in await deliveries(runtime, failing_id)} == {"failed"}
     clock.advance(timedelta(days=1))
     await emit_event(runtime, tenant.organization_id)
-    assert len(await deliveries(runtime, failing_id)) == 3  # disabled endpoints get no new deliveries
+    assert len(await deliveries(runtime, failing_id)) == 7  # disabled endpoints get no new deliveries
 
     async with runtime.database.sessions() as session:
         [told] = list(await session.scalars(select(Event).where(Event.type == types.WEBHOOK_ENDPOINT_DISABLED)))
@@ -325,8 +329,28 @@ async def test_a_success_in_between_restarts_the_failure_clock(runtime, tenant, 
     assert endpoint.enabled  # failing for one day, not three
     assert endpoint.failing_since == start + timedelta(days=2, hours=1)
 
-    await deliver_one_at(start + timedelta(days=5, hours=2), "/status/500")
+    for moment in (timedelta(days=4), timedelta(days=4, hours=20), timedelta(days=5, hours=2)):
+        await deliver_one_at(start + moment, "/status/500")
     assert not (await endpoint_row(runtime, endpoint_id)).enabled
+
+
+async def test_a_failure_after_a_quiet_spell_starts_the_clock_afresh(runtime, tenant, receiver, frozen_clock):
+    _keeper, base = receiver
+    endpoint_id, _ = await add_endpoint(runtime, tenant.organization_id, f"{base}/status/500")
+    dispatcher = WebhookDispatcher(runtime)
+    start = now()
+    await emit_event(runtime, tenant.organization_id)
+    await dispatcher.run_once()
+    async with runtime.database.transaction() as session:  # it ran out of retries; nothing was sent since
+        await session.execute(update(WebhookDelivery).values(status="failed", next_attempt_at=None))
+
+    clock.freeze(start + timedelta(days=10))
+    await emit_event(runtime, tenant.organization_id)
+    await dispatcher.run_once()
+
+    endpoint = await endpoint_row(runtime, endpoint_id)
+    assert endpoint.enabled  # one failure after ten quiet days is not three days of failing
+    assert endpoint.failing_since == start + timedelta(days=10)
 
 
 async def _all_succeeded(runtime: Runtime, endpoint_id: str, count: int) -> bool:

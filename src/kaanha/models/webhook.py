@@ -25,6 +25,7 @@ class WebhookEndpoint(TenantModel):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column()
     # The first failure since the last success; three days of failing disables the endpoint.
     failing_since: Mapped[datetime | None] = mapped_column()
+    last_failure_at: Mapped[datetime | None] = mapped_column()
     disabled_at: Mapped[datetime | None] = mapped_column()
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = created_at_column()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.database import is_transient
@@ -57,6 +57,8 @@ _RECORD_TRIES = 5
 _MAX_ERROR_CHARS = 1000
 _MAX_EXCERPT_CHARS = 1000
 _MAX_REASON_CHARS = 500
+# Longer than the longest wait of the retry schedule (12 h + 20%).
+_QUIET_GAP = timedelta(hours=24)
 
 T = TypeVar("T")
 
@@ -387,10 +389,17 @@ async def _judge_endpoint(
             .values(failing_since=None)
         )
         return True
+    # A failure after a quiet day starts the clock afresh: with nothing sent in between, there is
+    # no evidence the endpoint was down all along (the schedule never waits that long between tries).
+    restart = or_(
+        endpoint.failing_since.is_(None),
+        endpoint.last_failure_at.is_(None),
+        endpoint.last_failure_at < moment - _QUIET_GAP,
+    )
     await session.execute(
         update(endpoint)
-        .where(endpoint.id == endpoint_id, endpoint.failing_since.is_(None))
-        .values(failing_since=moment)
+        .where(endpoint.id == endpoint_id)
+        .values(failing_since=case((restart, moment), else_=endpoint.failing_since), last_failure_at=moment)
     )
     state = (
         await session.execute(select(endpoint.enabled, endpoint.failing_since).where(endpoint.id == endpoint_id))

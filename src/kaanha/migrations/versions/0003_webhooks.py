@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("previous_secret_encrypted", sa.Text(), nullable=True),
         sa.Column("previous_secret_expires_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("failing_since", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_failure_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("disabled_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("disabled_reason", sa.String(length=500), nullable=True),
         sa.Column("created_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=False),
