@@ -10,6 +10,9 @@ webhook receiver recognises a retry by the hash of its bytes: two equal POSTs wo
   `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(raw body, app secret)>`.
 - `GraphSends`: what a worker POSTs to `/{version}/{phone-number-id}/messages`: a valid text send to a
   new recipient every time (so the fake's pair rate never refuses), with the bearer token.
+- `WebhookEvents`: what Kaanha POSTs to a customer's webhook endpoint: a `message.received` event
+  (`message_event_data`, also what benchmarks/webhooks.py seeds), signed by the Standard Webhooks
+  scheme (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with a fixed secret.
 """
 
 from __future__ import annotations
@@ -162,12 +165,66 @@ class GraphSends(Bodies):
         return orjson.dumps(body), self._headers
 
 
+def message_event_data(number: int, rng: random.Random, moment: str) -> dict[str, Any]:
+    """A received text message as the API shows it (kaanha.messages.schemas.MessageOut, in JSON)."""
+    return {
+        "id": f"msg_bench{number:012d}",
+        "conversationId": f"cnv_bench{number % 997:012d}",
+        "contactId": f"ctc_bench{number % 997:012d}",
+        "direction": "inbound",
+        "type": "text",
+        "status": "received",
+        "content": {"text": rng.choice(TEXTS)},
+        "whatsappMessageId": f"wamid.HBgMOTE{number:020d}",
+        "replyTo": None,
+        "error": None,
+        "createdAt": moment,
+        "sentAt": None,
+        "deliveredAt": None,
+        "readAt": None,
+    }
+
+
+WEBHOOK_SECRET = base64.b64encode(b"kaanha-bench-webhook-secret-0123").decode()
+
+
+class WebhookEvents(Bodies):
+    def __init__(self, *, seed: int = 2026) -> None:
+        self._key = base64.b64decode(WEBHOOK_SECRET)
+        self._counter = itertools.count(1)
+        self._rng = random.Random(seed)
+        self._tag = _run_tag()
+
+    def next(self) -> tuple[bytes, dict[str, str]]:
+        number = next(self._counter)
+        stamp = int(time.time())
+        moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+        event_id = f"evt_bench{self._tag}{number:010d}"
+        event = {
+            "id": event_id,
+            "type": "message.received",
+            "timestamp": moment,
+            "data": message_event_data(number, self._rng, moment),
+        }
+        body = orjson.dumps(event)
+        signed = f"{event_id}.{stamp}.".encode() + body
+        signature = base64.b64encode(hmac.new(self._key, signed, hashlib.sha256).digest()).decode()
+        return body, {
+            "Content-Type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": f"v1,{signature}",
+        }
+
+
 def make_bodies(spec: dict[str, Any]) -> Bodies:
-    """The generator a LoadSpec's `bodies` names: {"kind": "meta-webhook" | "graph-send", ...options}."""
+    """The generator a LoadSpec's `bodies` names: {"kind": "meta-webhook" | "graph-send" | "webhook-event", ...}."""
     options = dict(spec)
     kind = options.pop("kind")
     if kind == "meta-webhook":
         return MetaWebhooks(**options)
     if kind == "graph-send":
         return GraphSends(**options)
+    if kind == "webhook-event":
+        return WebhookEvents(**options)
     raise ValueError(f"unknown body generator {kind!r}")

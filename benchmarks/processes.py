@@ -1,4 +1,5 @@
-"""Child processes: `kaanha serve`, `kaanha worker`, `kaanha fake-meta`, the bare app, the CLI, the load generator."""
+"""Child processes: `kaanha serve`, `kaanha worker`, `kaanha fake-meta`, the bare app, the webhook receiver,
+the CLI, the load generator."""
 
 from __future__ import annotations
 
@@ -236,6 +237,11 @@ def bare_server(port: int) -> list[str]:
         "warning",
         "--no-access-log",
     ]
+
+
+def webhook_receiver(port: int, *, hang_seconds: float) -> list[str]:
+    """benchmarks/receiver.py: answers POSTs 200 at once, or after `hang_seconds` on /hang; GET /stats."""
+    return [sys.executable, "-m", "benchmarks.receiver", "--port", str(port), "--hang-seconds", f"{hang_seconds:g}"]
 
 
 def bare_env() -> dict[str, str]:

@@ -12,6 +12,9 @@ Scenarios (all by default; `--only api,inbound,outbound` picks some), each on SQ
 - outbound: 20,000 queued messages sent by one and by two `kaanha worker` processes to
   `kaanha fake-meta`, whose status webhooks go to `kaanha serve --no-workers`; and the fake's own
   ceiling, measured alone (benchmarks/whatsapp.py).
+- webhooks: 2,000 events owed to one, to ten, and to nine healthy endpoints beside one hanging for 10 s,
+  delivered by `kaanha worker` to a receiver on loopback; and the receiver's own ceiling
+  (benchmarks/webhooks.py).
 
 Prints a table per scenario and writes benchmarks/results/latest.json.
 """
@@ -50,6 +53,7 @@ from benchmarks.processes import (
     workspace,
 )
 from benchmarks.seed import seed_contacts
+from benchmarks.webhooks import WebhookOptions, run_receiver_ceiling, run_webhooks
 from benchmarks.whatsapp import (
     MEDIAN_BOUND_MS,
     OVER_1S_BOUND,
@@ -287,7 +291,74 @@ def format_outbound(results: list[dict[str, Any]], ceiling: dict[str, Any] | Non
     return _table(title, header, rows, {0}, _failures(results, "{workers} worker(s), {messages} messages"))
 
 
-SCENARIOS = ("api", "inbound", "outbound")
+def format_webhooks(results: list[dict[str, Any]], ceiling: dict[str, Any] | None, options: argparse.Namespace) -> str:
+    header = (
+        "backend",
+        "endpoints",
+        "deliveries",
+        "deliveries/s",
+        "per worker CPU s",
+        "done in",
+        "first after",
+        "longest pause",
+        "failed attempts",
+        "/hang requests",
+        "vs all healthy",
+        "load",
+    )
+    rows = [
+        (
+            result["backend"],
+            result["endpoints"],
+            f"{result['deliveries']:,}",
+            f"{result['deliveriesPerSecond']:,.0f}",
+            f"{result['deliveriesPerWorkerCpuSecond']:,.0f}",
+            f"{result['seconds']:.1f} s",
+            f"{result['firstArrivalSeconds']:.2f} s",
+            f"{result['longestPauseSeconds']:.2f} s",
+            f"{sum(result['failedAttempts'].values()):,}",
+            f"{result['hangRequests']:,}" if result["hangingEndpoints"] else "-",
+            f"{result['healthyRatio']:.2f}" if "healthyRatio" in result else "-",
+            f"{result['loadAverage']:.2f}",
+        )
+        for result in results
+        if "error" not in result
+    ]
+    if ceiling is not None:
+        load = ceiling["load"]
+        rows.append(
+            (
+                "receiver alone",
+                "/ok/1",
+                f"{load['sent']:,}",
+                f"{ceiling['postsPerSecond']:,.0f}",
+                "-",
+                f"p50 {load['p50Ms']:.1f} ms",
+                f"p99 {load['p99Ms']:.1f} ms",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            )
+        )
+    title = (
+        f"Outgoing webhooks: {options.webhook_events:,} message.received events, one delivery per endpoint, "
+        f"falling due together; one `kaanha worker` (default webhook settings) -> benchmarks/receiver.py, "
+        f"/ok answering 200 at once, /hang after {options.webhook_hang_seconds:g} s\n"
+        f"  deliveries/s = the healthy endpoints' deliveries / time from falling due to the last success; "
+        f"vs all healthy = that rate beside one /hang over the rate of {options.webhook_endpoints} /ok;\n"
+        f"  per worker CPU s = those deliveries / the CPU seconds `kaanha worker` used meanwhile (steadier than the "
+        f"rate when other work shares the machine);\n"
+        f"  longest pause = between two successive healthy successes; failed attempts (all endpoints) "
+        f"and /hang requests until the healthy ones were done; receiver alone: {options.connections} "
+        f"connections POSTing signed events straight at it; load = the 1-minute load average as the run ended "
+        f"({os.cpu_count()} CPUs)"
+    )
+    return _table(title, header, rows, {0, 1}, _failures(results, "{endpoints}"))
+
+
+SCENARIOS = ("api", "inbound", "outbound", "webhooks")
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
@@ -306,6 +377,16 @@ def _numbers(text: str) -> tuple[int, ...]:
     if not numbers or min(numbers) < 1:
         raise argparse.ArgumentTypeError(f"expected positive numbers, not {text!r}")
     return numbers
+
+
+def _endpoints(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not 2 <= number <= 19:
+        raise argparse.ArgumentTypeError(f"expected 2 to 19 endpoints, not {number}")
+    return number
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -358,6 +439,21 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         help="Statuses per webhook POST from the fake, at most (50; 1 runs `kaanha fake-meta` as it is)",
     )
     outbound.add_argument("--fake-duration", type=float, default=4.0, help="Measured seconds, fake alone (4)")
+    webhooks = parser.add_argument_group("webhooks")
+    webhooks.add_argument(
+        "--webhook-events", type=int, default=2000, help="Events seeded per run, each owed to every endpoint (2000)"
+    )
+    webhooks.add_argument(
+        "--webhook-endpoints",
+        type=_endpoints,
+        default=10,
+        help="Endpoints in the all-healthy run, 2 to 19 (an organization has at most 20, one is the probe); "
+        "the hanging run has one fewer healthy beside /hang (10)",
+    )
+    webhooks.add_argument(
+        "--webhook-hang-seconds", type=float, default=10.0, help="How long /hang waits before answering (10)"
+    )
+    webhooks.add_argument("--receiver-duration", type=float, default=3.0, help="Measured seconds, receiver alone (3)")
     parser.add_argument(
         "--settle-timeout",
         type=float,
@@ -388,6 +484,25 @@ def _whatsapp_options(options: argparse.Namespace) -> WhatsAppOptions:
     )
 
 
+def _webhook_options(options: argparse.Namespace) -> WebhookOptions:
+    return WebhookOptions(
+        events=options.webhook_events,
+        endpoints=options.webhook_endpoints,
+        hang_seconds=options.webhook_hang_seconds,
+        connections=options.connections,
+        ceiling_duration=options.receiver_duration,
+        settle_timeout=options.settle_timeout,
+    )
+
+
+def _webhook_settings() -> dict[str, Any] | None:
+    """The delivery engine's defaults (kaanha.config.WebhookSettings), as the benchmark runs them."""
+    from kaanha import config
+
+    settings = getattr(config, "WebhookSettings", None)
+    return None if settings is None else dict(settings().model_dump(mode="json"))
+
+
 def main(argv: list[str] | None = None) -> int:
     options = _options(argv)
     backends: list[tuple[str, str | None]] = []
@@ -400,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     processes.KEEP = options.keep
     whatsapp = _whatsapp_options(options)
+    webhook = _webhook_options(options)
     load_before = os.getloadavg()
     if load_before[0] > 0.5:
         log(f"note: the load average is {load_before[0]:.2f} before starting; other work will skew the figures")
@@ -407,13 +523,20 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     inbound: list[dict[str, Any]] = []
     outbound: list[dict[str, Any]] = []
+    webhooks: list[dict[str, Any]] = []
     ceiling: dict[str, Any] | None = None
+    receiver_ceiling: dict[str, Any] | None = None
     failures: list[str] = []
     if "outbound" in options.only:
         try:
             ceiling = run_fake_ceiling(whatsapp)
         except BenchmarkError as error:
             failures.append(f"fake ceiling: {error}")
+    if "webhooks" in options.only:
+        try:
+            receiver_ceiling = run_receiver_ceiling(webhook)
+        except BenchmarkError as error:
+            failures.append(f"receiver ceiling: {error}")
     for backend, admin_url in backends:
         if "api" in options.only:
             try:
@@ -424,8 +547,12 @@ def main(argv: list[str] | None = None) -> int:
             inbound += run_inbound(backend, admin_url, whatsapp)
         if "outbound" in options.only:
             outbound += run_outbound(backend, admin_url, whatsapp)
+        if "webhooks" in options.only:
+            webhooks += run_webhooks(backend, admin_url, webhook)
     failures += [
-        f"[{row['backend']}] {row['scenario']}: {row['error']}" for row in inbound + outbound if "error" in row
+        f"[{row['backend']}] {row['scenario']}: {row['error']}"
+        for row in inbound + outbound + webhooks
+        if "error" in row
     ]
     tables = []
     if results:
@@ -434,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(format_inbound(inbound, options))
     if outbound or ceiling:
         tables.append(format_outbound(outbound, ceiling, options))
+    if webhooks or receiver_ceiling:
+        tables.append(format_webhooks(webhooks, receiver_ceiling, options))
     print("\n\n".join(tables))
     options.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -463,6 +592,10 @@ def main(argv: list[str] | None = None) -> int:
             "outboundWorkers": list(options.outbound_workers),
             "fakeThroughput": options.fake_throughput,
             "fakeWebhookBatch": options.fake_webhook_batch,
+            "webhookEvents": options.webhook_events,
+            "webhookEndpoints": options.webhook_endpoints,
+            "webhookHangSeconds": options.webhook_hang_seconds,
+            "webhookSettings": _webhook_settings(),
             "server": "uvicorn, loop=uvloop, http=httptools, 1 process; kaanha serve --no-workers (api), "
             "kaanha serve with its worker (inbound)",
         },
@@ -470,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         "inbound": inbound,
         "outbound": outbound,
         "fakeCeiling": ceiling,
+        "webhooks": webhooks,
+        "receiverCeiling": receiver_ceiling,
         "failures": failures,
         "elapsedSeconds": round(time.perf_counter() - started, 1),
     }

@@ -15,6 +15,7 @@ import pytest_asyncio
 from sqlalchemy import select, update
 
 from kaanha.events import types
+from kaanha.events.service import emit
 from kaanha.kit.clock import clock, now
 from kaanha.models import Event, WebhookDelivery
 from kaanha.runtime import Runtime
@@ -151,6 +152,34 @@ async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(runtime, tenant, 
     dead = await deliveries(runtime, dead_id)
     assert {delivery.status for delivery in dead} == {"pending"}
     assert all(delivery.locked_by is None for delivery in dead)
+
+
+async def test_a_hanging_endpoints_long_backlog_does_not_hold_back_a_healthy_endpoint(runtime, tenant, receiver):
+    _keeper, base = receiver
+    settings = runtime.settings.webhooks
+    settings.timeout_seconds = 30  # the hanging attempts stay in flight for the whole test
+    settings.per_endpoint_concurrency = 4
+    backlog = 300  # more than one claim looks at: the oldest due rows are all the hanging endpoint's
+    with never_answering_server() as dead_url:
+        await add_endpoint(runtime, tenant.organization_id, dead_url, events=[types.CONTACT_CREATED])
+        healthy_id, _ = await add_endpoint(
+            runtime, tenant.organization_id, f"{base}/in", events=[types.CONTACT_UPDATED]
+        )
+        async with runtime.database.transaction() as session:
+            for _ in range(backlog):
+                await emit(session, organization_id=tenant.organization_id, type=types.CONTACT_CREATED, data={})
+        for _ in range(20):
+            await emit_event(runtime, tenant.organization_id, type=types.CONTACT_UPDATED)
+
+        # No polling to fall back on: only claiming again at once gets the healthy endpoint its turn.
+        dispatcher = WebhookDispatcher(runtime, concurrency=10, poll_interval=3600)
+        stop = asyncio.Event()
+        running = asyncio.create_task(dispatcher.run_forever(stop))
+        try:
+            await _until(lambda: _all_succeeded(runtime, healthy_id, 20), limit=20)
+        finally:
+            stop.set()
+            await running
 
 
 async def test_at_most_the_per_endpoint_cap_is_claimed_for_one_endpoint(runtime, tenant, frozen_clock):

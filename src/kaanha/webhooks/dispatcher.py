@@ -112,8 +112,11 @@ class WebhookDispatcher:
                     else:
                         logger.exception("webhook dispatcher loop error; retrying shortly")
                     claimed, asked = 0, 1
-                if asked and claimed == asked:
-                    continue  # every free slot filled: more may be due at once
+                if asked and claimed:
+                    # More may be due at once. A partial claim too: its candidates may all have been
+                    # one endpoint's backlog (a hanging one whose timeouts just freed its room), while
+                    # healthy endpoints' deliveries wait behind them; now that it is capped, they come.
+                    continue
                 # An attempt ending frees a slot and its endpoint's room: claim again then, not at the next poll.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(wake, stop, self._slot_freed), timeout=self.poll_interval)
