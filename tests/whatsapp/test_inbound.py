@@ -281,3 +281,48 @@ async def test_concurrent_batches_from_the_same_customers_store_every_message_on
     assert await _count(runtime) == 8 * len(senders)
     if runtime.database.dialect == "postgresql":
         assert conflicts == 0  # batches lock contacts and conversations in one order: no deadlocks
+
+
+def test_a_big_batch_is_split_into_parts_that_keep_every_item_once_in_order():
+    from kaanha.whatsapp.inbound import split_payload
+
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    value = payload["entry"][0]["changes"][0]["value"]
+    good = value["messages"][0]
+    value["messages"] = [{**good, "id": f"wamid.{n}"} for n in range(25)]
+    value["statuses"] = [{"id": f"wamid.out.{n}", "status": "delivered"} for n in range(7)]
+
+    parts = split_payload(payload, items_per_part=10)
+
+    assert len(parts) == 4
+    values = [part["entry"][0]["changes"][0]["value"] for part in parts]
+    assert [m["id"] for v in values for m in v["messages"]] == [f"wamid.{n}" for n in range(25)]
+    assert [s["id"] for v in values for s in v["statuses"]] == [f"wamid.out.{n}" for n in range(7)]
+    assert all(len(v["messages"]) + len(v["statuses"]) <= 10 for v in values)
+    # Each part keeps what routes and names it.
+    assert all(v["metadata"] == value["metadata"] and v["contacts"] == value["contacts"] for v in values)
+    assert split_payload(json.loads((PAYLOADS / "inbound_text.json").read_text()), items_per_part=10) == [
+        json.loads((PAYLOADS / "inbound_text.json").read_text())
+    ]
+
+
+async def test_a_batch_applied_again_after_a_crash_part_way_stores_each_message_once(runtime, tenant):
+    from kaanha.models import Conversation
+    from kaanha.whatsapp.inbound import split_payload
+
+    payload = json.loads((PAYLOADS / "inbound_text.json").read_text())
+    value = payload["entry"][0]["changes"][0]["value"]
+    good = value["messages"][0]
+    value["messages"] = [{**good, "id": f"wamid.{n}"} for n in range(25)]
+    routed = await _routed_to(runtime, tenant, payload)
+    first, *_ = split_payload(routed, items_per_part=10)
+    async with runtime.database.transaction() as session:  # the worker died after its first part
+        await process_payload(session, first)
+    for part in split_payload(routed, items_per_part=10):  # the job runs again from the start
+        async with runtime.database.transaction() as session:
+            await process_payload(session, part)
+
+    assert await _count(runtime) == 25
+    async with runtime.database.sessions() as session:
+        [conversation] = list(await session.scalars(select(Conversation)))
+    assert conversation.unread_count == 25

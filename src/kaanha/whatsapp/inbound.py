@@ -161,6 +161,39 @@ async def _connection_for(
     return cache[phone_number_id]
 
 
+def split_payload(payload: dict[str, Any], *, items_per_part: int) -> list[dict[str, Any]]:
+    """The payload as parts of at most `items_per_part` messages or statuses each, same envelope.
+
+    Applying a part per transaction keeps each transaction short, so taking a webhook (which must
+    answer within Meta's bounds) never waits long behind one being applied. Parts may be applied
+    again safely: messages are deduplicated by their WhatsApp id and statuses only move forward.
+    """
+    parts: list[dict[str, Any]] = []
+    for entry in _objects(payload.get("entry")):
+        for change in _objects(entry.get("changes")):
+            value = change.get("value")
+            if not isinstance(value, dict):
+                continue
+            items = [("messages", item) for item in _objects(value.get("messages"))]
+            items += [("statuses", item) for item in _objects(value.get("statuses"))]
+            if len(items) <= items_per_part:
+                parts.append(_part(payload, entry, change, value))
+                continue
+            for start in range(0, len(items), items_per_part):
+                chunk = items[start : start + items_per_part]
+                subset = {
+                    **value,
+                    "messages": [item for key, item in chunk if key == "messages"],
+                    "statuses": [item for key, item in chunk if key == "statuses"],
+                }
+                parts.append(_part(payload, entry, change, subset))
+    return parts
+
+
+def _part(payload: dict[str, Any], entry: dict[str, Any], change: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {**payload, "entry": [{**entry, "changes": [{**change, "value": value}]}]}
+
+
 async def process_payload(
     session: AsyncSession, payload: dict[str, Any], *, organizations: set[str] | None = None
 ) -> InboundSummary:

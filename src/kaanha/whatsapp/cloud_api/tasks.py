@@ -20,7 +20,7 @@ from kaanha.runtime import Runtime
 from kaanha.whatsapp.cloud_api.client import GraphError, GraphUnreachable
 from kaanha.whatsapp.cloud_api.errors import rule_for
 from kaanha.whatsapp.cloud_api.provider import graph_client
-from kaanha.whatsapp.inbound import process_payload
+from kaanha.whatsapp.inbound import process_payload, split_payload
 from kaanha.whatsapp.jobs import FETCH_MEDIA_JOB, INBOUND_EVENT_JOB, MARK_READ_JOB
 from kaanha.whatsapp.provider import ProviderError
 from kaanha.whatsapp.providers import provider_for
@@ -47,26 +47,41 @@ async def _give_up_media(session: AsyncSession, _runtime: Runtime, job: Job, err
         await session.execute(update(Message).where(Message.id == message.id).values(content=content))
 
 
-@task(INBOUND_EVENT_JOB, on_give_up=_give_up_event)
-async def process_inbound_event(session: AsyncSession, _runtime: Runtime, job: Job) -> None:
-    event = await session.get(InboundEvent, job.payload["eventId"])
-    if event is None or event.processed_at is not None:
-        return
-    # Written first, so that on SQLite this transaction holds the write lock before its savepoints:
-    # a savepoint opening a read transaction could not be upgraded once another writer committed.
-    event.processed_at = now()
-    await session.flush()
+# Messages or statuses applied per transaction (see split_payload).
+ITEMS_PER_TRANSACTION = 10
+
+
+@stepwise_task(INBOUND_EVENT_JOB, on_give_up=_give_up_event)
+async def process_inbound_event(runtime: Runtime, job: Job, lease: Lease) -> None:
+    """Apply a stored webhook a few items per transaction, then mark it processed.
+
+    A crash part-way runs the job again from the start; what was applied is skipped as a duplicate.
+    `processed_at` comes last: a send in doubt waits for it to know every answer Meta gave is in.
+    """
+    async with runtime.database.transaction() as session:
+        await lease.hold(session)
+        event = await session.get(InboundEvent, job.payload["eventId"])
+        if event is None or event.processed_at is not None:
+            return
+        payload = event.payload
     signers = job.payload.get("organizations")
-    summary = await process_payload(
-        session, event.payload, organizations=set(signers) if isinstance(signers, list) else None
-    )
-    event.processed_at = now()
-    if summary.unrouted or summary.rejected:
+    organizations = set(signers) if isinstance(signers, list) else None
+    unrouted = rejected = 0
+    for part in split_payload(payload, items_per_part=ITEMS_PER_TRANSACTION):
+        # The lease is renewed first: on SQLite that write takes the lock before any savepoint.
+        async with runtime.database.transaction() as session:
+            await lease.hold(session)
+            summary = await process_payload(session, part, organizations=organizations)
+        unrouted, rejected = unrouted + summary.unrouted, rejected + summary.rejected
+    async with runtime.database.transaction() as session:
+        await lease.hold(session)
+        await session.execute(update(InboundEvent).where(InboundEvent.id == event.id).values(processed_at=now()))
+    if unrouted or rejected:
         logger.warning(
             "event %s: %s change(s) for numbers no organization has, %s message(s) rejected",
             event.id,
-            summary.unrouted,
-            summary.rejected,
+            unrouted,
+            rejected,
         )
 
 
