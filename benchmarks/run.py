@@ -421,8 +421,8 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     inbound.add_argument(
         "--inbound-max-messages",
         type=int,
-        default=4000,
-        help="Stop POSTing after this many messages, so the backlog the worker then works off stays small (4000)",
+        default=10_000,
+        help="Stop POSTing after this many messages, so the backlog the worker then works off stays small (10000)",
     )
     outbound = parser.add_argument_group("outbound")
     outbound.add_argument("--outbound-messages", type=int, default=20_000, help="Queued messages (20000)")
