@@ -17,6 +17,7 @@ webhook receiver recognises a retry by the hash of its bytes: two equal POSTs wo
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import hmac
@@ -55,13 +56,13 @@ TEXTS = (
 )
 
 
-class Bodies:
+class Bodies(abc.ABC):
     """One request body per call, with the headers it needs; `items` is how many messages it carries."""
 
     items = 1
 
-    def next(self) -> tuple[bytes, dict[str, str]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def next(self) -> tuple[bytes, dict[str, str]]: ...
 
 
 def _run_tag() -> str:
