@@ -13,6 +13,11 @@ CONTACT_CREATED = "contact.created"
 CONTACT_UPDATED = "contact.updated"
 CONTACT_DELETED = "contact.deleted"
 TEMPLATE_UPDATED = "template.updated"
+BROADCAST_STARTED = "broadcast.started"
+BROADCAST_PAUSED = "broadcast.paused"
+BROADCAST_RESUMED = "broadcast.resumed"
+BROADCAST_CANCELLED = "broadcast.cancelled"
+BROADCAST_COMPLETED = "broadcast.completed"
 WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 # Sent only by `POST /webhooks/{id}/test`, to that endpoint; never logged or streamed.
 PING = "ping"
@@ -29,6 +34,11 @@ EVENT_TYPES: tuple[str, ...] = (
     CONTACT_UPDATED,
     CONTACT_DELETED,
     TEMPLATE_UPDATED,
+    BROADCAST_STARTED,
+    BROADCAST_PAUSED,
+    BROADCAST_RESUMED,
+    BROADCAST_CANCELLED,
+    BROADCAST_COMPLETED,
     WEBHOOK_ENDPOINT_DISABLED,
 )
 

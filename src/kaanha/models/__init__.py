@@ -2,6 +2,8 @@
 
 from kaanha.models.api_key import ApiKey
 from kaanha.models.base import Model, TenantModel
+from kaanha.models.broadcast import Broadcast, BroadcastRecipient
+from kaanha.models.consent import ConsentChange
 from kaanha.models.contact import Contact, ContactTag
 from kaanha.models.conversation import Conversation
 from kaanha.models.event import Event
@@ -18,6 +20,9 @@ from kaanha.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoi
 
 __all__ = [
     "ApiKey",
+    "Broadcast",
+    "BroadcastRecipient",
+    "ConsentChange",
     "Contact",
     "ContactTag",
     "Conversation",

@@ -25,6 +25,8 @@ class Contact(TenantModel):
     email: Mapped[str | None] = mapped_column(String(320))
     opted_in: Mapped[bool] = mapped_column(default=False)
     opted_in_changed_at: Mapped[datetime | None] = mapped_column()
+    # How the last change came (api, import, keyword...); the full story is in consent_changes.
+    opted_in_source: Mapped[str | None] = mapped_column(String(20))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_message_at: Mapped[datetime | None] = mapped_column()
     # The 24-hour customer service window runs from the customer's last message to us.

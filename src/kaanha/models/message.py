@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kaanha.models.base import TenantModel, created_at_column
@@ -17,6 +17,14 @@ class Message(TenantModel):
         UniqueConstraint("organization_id", "whatsapp_message_id"),
         Index("ix_messages_organization_id_created_at", "organization_id", "created_at"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+        # Only broadcast messages are indexed: a broadcast's live counts read its own rows alone.
+        Index(
+            "ix_messages_broadcast_id_status",
+            "broadcast_id",
+            "status",
+            sqlite_where=text("broadcast_id IS NOT NULL"),
+            postgresql_where=text("broadcast_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -30,6 +38,7 @@ class Message(TenantModel):
     content: Mapped[dict[str, Any]] = mapped_column(default=dict)
     whatsapp_message_id: Mapped[str | None] = mapped_column(String(200))
     reply_to_id: Mapped[str | None] = mapped_column(String(40))
+    broadcast_id: Mapped[str | None] = mapped_column(String(40))
     # Set just before the request to Meta and cleared with its answer: still set after a crash or a
     # timeout, it means Meta may have the message, so it is not sent again blindly.
     dispatched_at: Mapped[datetime | None] = mapped_column()

@@ -18,6 +18,12 @@ class Organization(Model):
     plan: Mapped[str] = mapped_column(String(20), default="starter")
     default_region: Mapped[str] = mapped_column(String(2), default="IN")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Words that opt a customer out of / back into marketing, besides STOP, UNSUBSCRIBE and START.
+    opt_out_keywords: Mapped[list[str]] = mapped_column(default=list)
+    opt_in_keywords: Mapped[list[str]] = mapped_column(default=list)
+    # The answers to those words (null: the built-in wording).
+    opt_out_reply: Mapped[str | None] = mapped_column(String(1024))
+    opt_in_reply: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = created_at_column()
 
 
@@ -44,5 +50,7 @@ class WhatsAppConnection(Model):
     last_webhook_at: Mapped[datetime | None] = mapped_column()
     # The first send since the last webhook from Meta: if it grows old, webhooks have stopped arriving.
     awaiting_webhook_since: Mapped[datetime | None] = mapped_column()
+    # When templates were last brought in from Meta (every 15 minutes on the Cloud API).
+    templates_synced_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

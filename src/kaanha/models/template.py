@@ -21,6 +21,8 @@ class Template(TenantModel):
     category: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     components: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    # POSITIONAL ({{1}}) or NAMED ({{first_name}}) placeholders, as Meta's `parameter_format`.
+    parameter_format: Mapped[str] = mapped_column(String(10), default="POSITIONAL")
     rejected_reason: Mapped[str | None] = mapped_column(String(200))
     quality_score: Mapped[str | None] = mapped_column(String(20))
     external_id: Mapped[str | None] = mapped_column(String(64))

@@ -31,7 +31,17 @@ GiveUpHandler = Callable[[AsyncSession, Runtime, Job, Exception], Awaitable[None
 HANDLERS: dict[str, Handler] = {}
 STEPWISE_HANDLERS: dict[str, StepwiseHandler] = {}
 GIVE_UP_HANDLERS: dict[str, GiveUpHandler] = {}
-HANDLER_MODULES = ("kaanha.messages.tasks", "kaanha.whatsapp.sandbox.tasks", "kaanha.whatsapp.cloud_api.tasks")
+# Work that comes back by itself (a template sync every 15 minutes): run in its own transaction.
+# Every process runs it on its own clock, so it must claim what it does (a conditional update).
+PeriodicHandler = Callable[[AsyncSession, Runtime], Awaitable[None]]
+PERIODIC: dict[str, tuple[timedelta, PeriodicHandler]] = {}
+HANDLER_MODULES = (
+    "kaanha.messages.tasks",
+    "kaanha.whatsapp.sandbox.tasks",
+    "kaanha.whatsapp.cloud_api.tasks",
+    "kaanha.templates.tasks",
+    "kaanha.broadcasts.tasks",
+)
 
 
 class RetryLater(Exception):
@@ -76,6 +86,25 @@ def stepwise_task(
         return handler
 
     return register
+
+
+def periodic(name: str, *, every: timedelta) -> Callable[[PeriodicHandler], PeriodicHandler]:
+    """Register a check that each worker runs every `every` (the first time soon after it starts)."""
+
+    def register(handler: PeriodicHandler) -> PeriodicHandler:
+        PERIODIC[name] = (every, handler)
+        return handler
+
+    return register
+
+
+async def run_periodic(runtime: Runtime, *, only: str | None = None) -> None:
+    """Run every periodic check once now (or just `only`), each in its own transaction; for tests too."""
+    load_handlers()
+    for name, (_every, handler) in PERIODIC.items():
+        if only in (None, name):
+            async with runtime.database.transaction() as session:
+                await handler(session, runtime)
 
 
 def load_handlers() -> None:
@@ -126,6 +155,9 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self.lease = timedelta(seconds=runtime.settings.job_lease_seconds)
         load_handlers()
+        # A short random first delay, so workers started together don't all run the checks at once.
+        start = now() + timedelta(seconds=random.uniform(1.0, 5.0))
+        self.periodic_due = dict.fromkeys(PERIODIC, start)
 
     async def run_once(self) -> int:
         """Claim one batch of due jobs and run them side by side; return how many were claimed.
@@ -202,6 +234,7 @@ class Worker:
         """Work until `stop` is set: run due jobs, then sleep until the next is due or a wake-up."""
         wake = wake_event()
         while not stop.is_set():
+            await self._run_due_periodic()
             try:
                 claimed = await self.run_once()
                 if claimed:
@@ -217,6 +250,18 @@ class Worker:
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, stop), timeout=wait)
+
+    async def _run_due_periodic(self) -> None:
+        for name, due in self.periodic_due.items():
+            if now() < due:
+                continue
+            every, handler = PERIODIC[name]
+            self.periodic_due[name] = now() + every
+            try:
+                async with self.runtime.database.transaction() as session:
+                    await handler(session, self.runtime)
+            except Exception:
+                logger.exception("periodic check %s failed; it runs again in %s", name, every)
 
 
 async def _first(*events: asyncio.Event) -> None:

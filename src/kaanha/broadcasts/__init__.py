@@ -1,0 +1,1 @@
+"""Broadcasts: one approved template sent to many contacts, paced, exactly once each."""
