@@ -23,10 +23,12 @@ class RateLimitSettings(BaseModel):
 
 
 class SandboxSettings(BaseModel):
-    """How fast the sandbox connection moves a sent message along, like Meta's status webhooks."""
+    """How fast the sandbox moves things along: a sent message's statuses, a new template's review."""
 
     delivered_after_seconds: float = 1.0
     read_after_seconds: float = 3.0
+    # How long a new template waits "in review" before the sandbox's verdict (Meta takes minutes to hours).
+    template_review_seconds: float = Field(default=5.0, ge=0)
 
 
 class CloudApiSettings(BaseModel):

@@ -507,6 +507,9 @@ async def test_template_status_quality_and_category_changes_emit_template_update
         "components": [{"type": "BODY", "text": "Your order {{1}} is confirmed"}],
         "rejectedReason": None,
         "qualityScore": None,
+        "parameterFormat": "POSITIONAL",
+        "createdAt": updated.data["createdAt"],
+        "updatedAt": updated.data["updatedAt"],
     }
 
     # The same verdict again (Meta repeats itself) changes nothing, so it tells no one.

@@ -16,6 +16,7 @@ from kaanha.organizations.repository import get_connection, get_organization
 from kaanha.organizations.schemas import ConnectionOut, ConnectionStatus, ConnectionUpdate
 from kaanha.organizations.service import sandbox_phone_number
 from kaanha.runtime import Runtime
+from kaanha.templates.sync import enqueue_sync
 from kaanha.whatsapp.cloud_api.client import GraphError, GraphUnreachable
 from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID
 from kaanha.whatsapp.cloud_api.provider import graph_client
@@ -152,6 +153,9 @@ async def _use_cloud_api(
     connection.verify_token = update.verify_token
     connection.messages_per_second = update.messages_per_second
     _reset_health(connection)
+    # Meta's templates replace the sandbox's: the first sync runs now, then every 15 minutes.
+    connection.templates_synced_at = now()
+    enqueue_sync(session, organization_id=connection.organization_id)
 
 
 async def _check_with_meta(runtime: Runtime, phone_number_id: str, access_token: str) -> dict[str, object]:

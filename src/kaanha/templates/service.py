@@ -1,31 +1,70 @@
-"""Template rules: which template a send may use, and whether it gets the parameters it needs."""
+"""Template rules: listing, creating, deleting and syncing templates, and which template a send may use."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.errors import InvalidRequest
+from kaanha.kit.clock import now
 from kaanha.kit.ids import new_id
+from kaanha.kit.pagination import Page, PageRequest
+from kaanha.media.repository import MediaRepository
+from kaanha.media.rules import check_sendable
 from kaanha.models import Template
-from kaanha.templates.repository import TemplateNotFound, TemplateRepository
+from kaanha.organizations.repository import get_connection
+from kaanha.runtime import Runtime
+from kaanha.templates import meta
+from kaanha.templates.components import MEDIA_FORMATS, header_format
+from kaanha.templates.repository import DuplicateTemplate, TemplateNotFound, TemplateRepository
+from kaanha.templates.review import schedule_review
+from kaanha.templates.rules import CATEGORIES, NewTemplate, check_new_template
 from kaanha.templates.samples import SAMPLE_TEMPLATES
+from kaanha.templates.schemas import SyncSummary, TemplateCreate, TemplateOut, template_out
+from kaanha.templates.sending import TemplateParametersMismatch, check_parameters, render_preview
+from kaanha.templates.sync import apply_remote
+from kaanha.whatsapp.cloud_api.bodies import OUR_MEDIA_PREFIX
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+__all__ = [
+    "TemplateNotApproved",
+    "TemplateParametersMismatch",
+    "add_sample_templates",
+    "check_parameters",
+    "create_template",
+    "delete_template",
+    "get_template",
+    "list_templates",
+    "render_preview",
+    "resolve_for_send",
+    "sync_templates",
+]
+
+# Meta's template statuses (message_template_status_update events), for the list's filter.
+STATUSES = (
+    "APPROVED",
+    "PENDING",
+    "REJECTED",
+    "PAUSED",
+    "DISABLED",
+    "FLAGGED",
+    "IN_APPEAL",
+    "REINSTATED",
+    "ARCHIVED",
+    "UNARCHIVED",
+    "DELETED",
+    "PENDING_DELETION",
+    "LOCKED",
+    "LIMIT_EXCEEDED",
+)
 
 
 class TemplateNotApproved(InvalidRequest):
     code = "template_not_approved"
 
 
-class TemplateParametersMismatch(InvalidRequest):
-    code = "template_parameters_mismatch"
-
-
-def placeholders(text: str | None) -> list[str]:
-    return list(dict.fromkeys(_PLACEHOLDER.findall(text or "")))
+class InvalidTemplateFilter(InvalidRequest):
+    code = "invalid_filter"
 
 
 async def add_sample_templates(session: AsyncSession, *, organization_id: str) -> None:
@@ -46,10 +85,121 @@ async def add_sample_templates(session: AsyncSession, *, organization_id: str) -
     await session.flush()
 
 
+async def list_templates(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    status: str | None,
+    category: str | None,
+    language: str | None,
+    search: str | None,
+    page: PageRequest,
+) -> Page[TemplateOut]:
+    """One page of the organization's templates, by name, filtered by status, category, language and name."""
+    repository = TemplateRepository(session, organization_id)
+    query = repository.listing(
+        status=_filter(status, STATUSES, "status"),
+        category=_filter(category, CATEGORIES, "category"),
+        language=language,
+        search=search,
+    )
+    templates, total = await repository.page(query, page)
+    return Page.of([template_out(template) for template in templates], request=page, total=total)
+
+
+def _filter(value: str | None, allowed: tuple[str, ...], name: str) -> str | None:
+    if value is None:
+        return None
+    if value.upper() not in allowed:
+        raise InvalidTemplateFilter(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
+    return value.upper()
+
+
+async def get_template(session: AsyncSession, *, organization_id: str, template_id: str) -> TemplateOut:
+    return template_out(await TemplateRepository(session, organization_id).get(template_id))
+
+
+async def create_template(
+    session: AsyncSession, *, runtime: Runtime, organization_id: str, data: TemplateCreate
+) -> TemplateOut:
+    """Check a new template against Meta's rules, then have it reviewed.
+
+    On the Cloud API it is submitted to Meta first, and stored only once Meta took it (with Meta's id
+    and status); Meta's refusal or silence stores nothing. On the sandbox it is stored PENDING and the
+    sandbox's review decides a few seconds later. Either way the verdict arrives as `template.updated`.
+    """
+    new = check_new_template(
+        name=data.name,
+        language=data.language,
+        category=data.category,
+        parameter_format=data.parameter_format,
+        components=data.components,
+    )
+    repository = TemplateRepository(session, organization_id)
+    if await repository.find_by_name(new.name, new.language) is not None:
+        raise _duplicate(new)
+    connection = await get_connection(session, organization_id)
+    template = _row(new)
+    if connection.type == "cloud_api":
+        answer = await meta.submit(runtime, connection, new)
+        template.external_id = str(answer["id"])[:64]
+        template.status = str(answer.get("status") or "PENDING").upper()[:20]
+        # Meta may file it under another category than asked (a "utility" message that reads as marketing).
+        template.category = str(answer.get("category") or new.category).upper()[:20]
+    if not await repository.add_unless_taken(template):
+        raise _duplicate(new)
+    if connection.type != "cloud_api":
+        schedule_review(session, runtime, template)
+    return template_out(template)
+
+
+def _row(new: NewTemplate) -> Template:
+    moment = now()
+    return Template(
+        id=new_id("tpl"),
+        name=new.name,
+        language=new.language,
+        category=new.category,
+        status="PENDING",
+        components=new.components,
+        parameter_format=new.parameter_format,
+        created_at=moment,
+        updated_at=moment,
+    )
+
+
+def _duplicate(new: NewTemplate) -> DuplicateTemplate:
+    return DuplicateTemplate(
+        f"Template '{new.name}' already exists in {new.language}: choose another name, or delete the existing one"
+    )
+
+
+async def delete_template(session: AsyncSession, *, runtime: Runtime, organization_id: str, template_id: str) -> None:
+    """Delete a template here and, on the Cloud API, at Meta first (only this language of it)."""
+    repository = TemplateRepository(session, organization_id)
+    template = await repository.get(template_id)
+    connection = await get_connection(session, organization_id)
+    # Without Meta's id, a delete by name would take every language of it at Meta: only ours goes.
+    if connection.type == "cloud_api" and template.external_id:
+        await meta.remove(runtime, connection, template)
+    await session.delete(template)
+    await session.flush()
+
+
+async def sync_templates(session: AsyncSession, *, runtime: Runtime, organization_id: str) -> SyncSummary:
+    """Bring the templates in line with Meta's list (Cloud API); the sandbox has nothing to bring in."""
+    connection = await get_connection(session, organization_id)
+    if connection.type != "cloud_api":
+        total = len(await TemplateRepository(session, organization_id).everything())
+        return SyncSummary(created=0, updated=0, deleted=0, total=total)
+    remote = await meta.fetch_all(runtime, connection)
+    return await apply_remote(session, organization_id=organization_id, remote=remote)
+
+
 async def resolve_for_send(
     session: AsyncSession, *, organization_id: str, name: str, language: str, components: list[dict[str, Any]]
 ) -> Template:
-    """The approved template a send names, after checking each component gets its parameters."""
+    """The APPROVED template a send names, after checking each component gets exactly its parameters."""
     repository = TemplateRepository(session, organization_id)
     template = await repository.find_by_name(name, language)
     if template is None:
@@ -64,54 +214,21 @@ async def resolve_for_send(
             f"Template '{name}' ({language}) is {template.status}; only APPROVED templates can be sent"
         )
     check_parameters(template, components)
+    await _check_header_media(session, organization_id, template, components)
     return template
 
 
-def check_parameters(template: Template, components: list[dict[str, Any]]) -> None:
-    """Each text component with placeholders needs exactly that many parameters (Meta's 132000)."""
-    given: dict[str, int] = {}
+async def _check_header_media(
+    session: AsyncSession, organization_id: str, template: Template, components: list[dict[str, Any]]
+) -> None:
+    """A media header given by our media id must be ours, and of a type and size WhatsApp sends."""
+    kind = header_format(template.components)
+    if kind not in MEDIA_FORMATS:
+        return
     for component in components:
-        kind = str(component.get("type", "")).lower()
-        given[kind] = len(component.get("parameters") or [])
-    for component in template.components:
-        kind = str(component.get("type", "")).lower()
-        if kind not in ("header", "body"):
+        if str(component.get("type", "")).lower() != "header":
             continue
-        needed = placeholders(component.get("text"))
-        if kind == "header" and component.get("format", "TEXT") != "TEXT":
-            needed = ["media"]
-        have = given.get(kind, 0)
-        if have != len(needed):
-            raise TemplateParametersMismatch(
-                f"Template '{template.name}' {kind} needs {len(needed)} parameter(s), got {have}"
-            )
-    for kind, count in given.items():
-        if (
-            kind in ("header", "body")
-            and count
-            and not any(str(c.get("type", "")).lower() == kind for c in template.components)
-        ):
-            raise TemplateParametersMismatch(f"Template '{template.name}' has no {kind} to fill")
-
-
-def render_preview(template: Template, components: list[dict[str, Any]]) -> str:
-    """The text the customer will read, placeholders filled, for the inbox and the API."""
-    values: dict[str, list[str]] = {}
-    for component in components:
-        kind = str(component.get("type", "")).lower()
-        values[kind] = [str(p.get("text", p.get(p.get("type", ""), ""))) for p in component.get("parameters") or []]
-    parts = []
-    for component in template.components:
-        kind = str(component.get("type", "")).lower()
-        text = component.get("text")
-        if not text or kind not in ("header", "body", "footer"):
-            continue
-        filled = values.get(kind, [])
-        names = placeholders(text)
-
-        def fill(match: re.Match[str], names: list[str] = names, filled: list[str] = filled) -> str:
-            index = names.index(match.group(1))
-            return filled[index] if index < len(filled) else match.group(0)
-
-        parts.append(_PLACEHOLDER.sub(fill, text))
-    return "\n".join(parts)
+        media_id = ((component.get("parameters") or [{}])[0].get(str(kind).lower()) or {}).get("id")
+        if isinstance(media_id, str) and media_id.startswith(OUR_MEDIA_PREFIX):
+            media = await MediaRepository(session, organization_id).get(media_id)
+            check_sendable(str(kind).lower(), mime_type=media.mime_type, size=media.size)

@@ -24,7 +24,14 @@ class GraphError(Exception):
     """Meta answered with an error body."""
 
     def __init__(
-        self, *, code: int, message: str, details: str | None = None, http_status: int, subcode: int | None = None
+        self,
+        *,
+        code: int,
+        message: str,
+        details: str | None = None,
+        http_status: int,
+        subcode: int | None = None,
+        user_message: str | None = None,
     ) -> None:
         super().__init__(f"({code}) {message}")
         self.code = code
@@ -32,6 +39,8 @@ class GraphError(Exception):
         self.details = details
         self.http_status = http_status
         self.subcode = subcode
+        # Meta's `error_user_msg`: written for the business (template refusals say what to change).
+        self.user_message = user_message
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> GraphError:
@@ -48,7 +57,13 @@ class GraphError(Exception):
             details=str(details) if details else None,
             http_status=response.status_code,
             subcode=error.get("error_subcode") if isinstance(error.get("error_subcode"), int) else None,
+            user_message=str(error["error_user_msg"]) if error.get("error_user_msg") else None,
         )
+
+    @property
+    def readable(self) -> str:
+        """What Meta says went wrong, in the most helpful words it gave."""
+        return self.user_message or self.details or self.message
 
 
 class GraphUnreachable(Exception):
@@ -143,11 +158,32 @@ class GraphClient:
             return True
         return target.scheme == "https" and target.port in (None, 443) and target.host.endswith(META_MEDIA_HOSTS)
 
-    async def templates(self, waba_id: str, *, after: str | None = None, limit: int = 100) -> dict[str, Any]:
+    async def templates(
+        self, waba_id: str, *, after: str | None = None, limit: int = 100, fields: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the WABA's templates; `paging.next` is there while more pages follow."""
         params: dict[str, Any] = {"limit": limit}
         if after:
             params["after"] = after
+        if fields:
+            params["fields"] = fields
         return await self._call("GET", f"{waba_id}/message_templates", params=params)
+
+    async def create_template(self, waba_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Submit a template for review: `{"id", "status", "category"}` (Meta may change the category)."""
+        return await self._call(
+            "POST",
+            f"{waba_id}/message_templates",
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+
+    async def delete_template(self, waba_id: str, *, name: str, template_id: str | None = None) -> None:
+        """Delete a template; with `template_id` (Meta's `hsm_id`) only that language, else every language."""
+        params = {"name": name}
+        if template_id:
+            params["hsm_id"] = template_id
+        await self._call("DELETE", f"{waba_id}/message_templates", params=params)
 
 
 def new_http_client(*, timeout: float, connect_timeout: float) -> httpx.AsyncClient:
