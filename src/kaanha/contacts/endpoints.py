@@ -50,7 +50,9 @@ async def create_contact(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JsonResponse:
     async def create() -> ContactOut:
-        return await service.create_contact(session, organization_id=principal.organization_id, data=body)
+        return await service.create_contact(
+            session, organization_id=principal.organization_id, data=body, source_detail=_actor(principal)
+        )
 
     return await idempotent(
         session,
@@ -71,7 +73,11 @@ async def get_contact(contact_id: str, principal: Reader, session: SessionDep) -
 @router.patch("/{contact_id}", summary="Update a contact", response_model=ContactOut)
 async def update_contact(contact_id: str, body: ContactUpdate, principal: Writer, session: SessionDep) -> ContactOut:
     return await service.update_contact(
-        session, organization_id=principal.organization_id, contact_id=contact_id, data=body
+        session,
+        organization_id=principal.organization_id,
+        contact_id=contact_id,
+        data=body,
+        source_detail=_actor(principal),
     )
 
 
@@ -79,3 +85,8 @@ async def update_contact(contact_id: str, body: ContactUpdate, principal: Writer
 async def delete_contact(contact_id: str, principal: Writer, session: SessionDep) -> Response:
     await service.delete_contact(session, organization_id=principal.organization_id, contact_id=contact_id)
     return Response(status_code=204)
+
+
+def _actor(principal: Principal) -> str | None:
+    """Who changed a contact's opt-in, for its history: the API key's id (or a dashboard user's)."""
+    return principal.api_key_id or principal.user_id

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints, field_validator
 
 from kaanha.kit.schemas import RequestSchema, Schema, Timestamp
+from kaanha.models import Contact
 
 MAX_TAGS = 20
 MAX_ATTRIBUTES = 50
@@ -25,10 +26,30 @@ class ContactOut(Schema):
     email: str | None
     tags: list[str]
     opted_in: bool
+    # When and how optedIn last changed (api, keyword, import, dashboard); the story is in /opt-in-history.
+    opted_in_changed_at: Timestamp | None
+    opted_in_source: str | None
     attributes: dict[str, Any]
     created_at: Timestamp
     updated_at: Timestamp
     last_message_at: Timestamp | None
+
+
+def contact_out(contact: Contact, tags: list[str]) -> ContactOut:
+    return ContactOut(
+        id=contact.id,
+        phone=contact.phone,
+        name=contact.name,
+        email=contact.email,
+        tags=tags,
+        opted_in=contact.opted_in,
+        opted_in_changed_at=contact.opted_in_changed_at,
+        opted_in_source=contact.opted_in_source,
+        attributes=contact.attributes or {},
+        created_at=contact.created_at,
+        updated_at=contact.updated_at,
+        last_message_at=contact.last_message_at,
+    )
 
 
 def _check_email(value: str | None) -> str | None:

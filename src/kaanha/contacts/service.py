@@ -7,8 +7,11 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaanha.consent.schemas import ConsentSource
+from kaanha.consent.service import set_opt_in
 from kaanha.contacts.repository import ContactRepository
 from kaanha.contacts.schemas import ContactCreate, ContactOut, ContactUpdate
+from kaanha.contacts.schemas import contact_out as contact_out  # kept importable from here, where it lived
 from kaanha.errors import Conflict
 from kaanha.events import types as event_types
 from kaanha.events.service import emit
@@ -22,21 +25,6 @@ from kaanha.organizations.repository import get_organization
 
 class DuplicateContact(Conflict):
     code = "duplicate_contact"
-
-
-def contact_out(contact: Contact, tags: list[str]) -> ContactOut:
-    return ContactOut(
-        id=contact.id,
-        phone=contact.phone,
-        name=contact.name,
-        email=contact.email,
-        tags=tags,
-        opted_in=contact.opted_in,
-        attributes=contact.attributes or {},
-        created_at=contact.created_at,
-        updated_at=contact.updated_at,
-        last_message_at=contact.last_message_at,
-    )
 
 
 async def announce(session: AsyncSession, contact: Contact, event_type: str, *, tags: list[str] | None = None) -> None:
@@ -68,8 +56,18 @@ async def get_contact(session: AsyncSession, *, organization_id: str, contact_id
     return contact_out(contact, tags.get(contact.id, []))
 
 
-async def create_contact(session: AsyncSession, *, organization_id: str, data: ContactCreate) -> ContactOut:
-    """Create a contact; 409 when its normalized phone already belongs to one."""
+async def create_contact(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    data: ContactCreate,
+    source: ConsentSource = "api",
+    source_detail: str | None = None,
+) -> ContactOut:
+    """Create a contact; 409 when its normalized phone already belongs to one.
+
+    `optedIn: true` is recorded as a consent change from `source` (`source_detail`: who made it).
+    """
     repository = ContactRepository(session, organization_id)
     phone = await normalize_for_organization(session, organization_id=organization_id, phone=data.phone)
     existing = await repository.find_by_phone(phone)
@@ -82,8 +80,7 @@ async def create_contact(session: AsyncSession, *, organization_id: str, data: C
             phone=phone,
             name=data.name or None,
             email=data.email,
-            opted_in=data.opted_in,
-            opted_in_changed_at=moment if data.opted_in else None,
+            opted_in=False,
             attributes=dict(data.attributes),
             created_at=moment,
             updated_at=moment,
@@ -95,14 +92,29 @@ async def create_contact(session: AsyncSession, *, organization_id: str, data: C
     except IntegrityError:
         raise DuplicateContact(f"A contact with phone {phone} already exists") from None
     await repository.set_tags(contact.id, data.tags)
+    if data.opted_in:
+        await set_opt_in(
+            session, contact=contact, opted_in=True, source=source, detail=source_detail, at=moment, announce=False
+        )
     created = contact_out(contact, sorted(data.tags))
     await emit(session, organization_id=organization_id, type=event_types.CONTACT_CREATED, data=created)
     return created
 
 
 async def update_contact(
-    session: AsyncSession, *, organization_id: str, contact_id: str, data: ContactUpdate
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    contact_id: str,
+    data: ContactUpdate,
+    source: ConsentSource = "api",
+    source_detail: str | None = None,
 ) -> ContactOut:
+    """Change the fields given; one `contact.updated` when anything changed, opt-in included.
+
+    `optedIn` is recorded as a consent change from `source` when it differs from the contact's: false
+    for a contact who never opted in leaves them "not opted in" (only the customer's STOP makes that an opt-out).
+    """
     repository = ContactRepository(session, organization_id)
     contact = await repository.get(contact_id)
     before = contact_out(contact, (await repository.tags_for([contact.id])).get(contact.id, []))
@@ -118,9 +130,6 @@ async def update_contact(
         contact.name = data.name or None
     if "email" in fields:
         contact.email = data.email
-    if "opted_in" in fields and data.opted_in is not None and data.opted_in != contact.opted_in:
-        contact.opted_in = data.opted_in
-        contact.opted_in_changed_at = now()
     if "attributes" in fields and data.attributes is not None:
         contact.attributes = dict(data.attributes)
     contact.updated_at = now()
@@ -129,6 +138,10 @@ async def update_contact(
             await session.flush()
     except IntegrityError:
         raise DuplicateContact(f"A contact with phone {contact.phone} already exists") from None
+    if "opted_in" in fields and data.opted_in is not None and data.opted_in != contact.opted_in:
+        await set_opt_in(
+            session, contact=contact, opted_in=data.opted_in, source=source, detail=source_detail, announce=False
+        )
     if "tags" in fields and data.tags is not None:
         await repository.set_tags(contact.id, data.tags)
     after = await get_contact(session, organization_id=organization_id, contact_id=contact.id)
