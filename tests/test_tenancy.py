@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import Column, Index, MetaData, String, Table, UniqueConstraint,
 from starlette.routing import Route
 
 from kaanha.events.service import emit
+from kaanha.kit.clock import now
 from kaanha.models import Model, TenantModel, WebhookDelivery
 from tests.conftest import API
 
@@ -82,6 +84,21 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
     assert media.status_code == 201, media.text
     key = await client.post(f"{API}/api-keys", headers=headers, json={"name": "their integration"})
     assert key.status_code == 201, key.text
+    templates = await client.get(f"{API}/templates", headers=headers)
+    assert templates.status_code == 200, templates.text
+    template_id = templates.json()["data"][0]["id"]
+    broadcast = await client.post(
+        f"{API}/broadcasts",
+        headers=headers,
+        json={
+            "name": "Their campaign",
+            "templateName": "hello_world",
+            "language": "en_US",
+            "audience": {"contactIds": [contact.json()["id"]]},
+            "scheduledAt": (now() + timedelta(days=30)).isoformat(),
+        },
+    )
+    assert broadcast.status_code == 201, broadcast.text
     message = inbound.json()
     async with runtime.database.transaction() as session:
         event = await emit(session, organization_id=other_tenant.organization_id, type="contact.updated", data={})
@@ -97,6 +114,8 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
             "key_id": key.json()["id"],
             "webhook_id": webhook.json()["id"],
             "delivery_id": delivery_id,
+            "template_id": template_id,
+            "broadcast_id": broadcast.json()["id"],
         },
         secrets={
             other_tenant.organization_id,
@@ -117,6 +136,8 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
             "http://127.0.0.1:9/their-hook",
             "Their webhook",
             delivery_id,
+            template_id,
+            broadcast.json()["id"],
         },
     )
 
@@ -159,6 +180,8 @@ async def test_every_route_with_an_id_answers_404_for_another_organizations_id(
         "key_id",
         "webhook_id",
         "delivery_id",
+        "template_id",
+        "broadcast_id",
     }
 
 
@@ -188,6 +211,9 @@ async def test_the_route_walk_changed_nothing_of_theirs(app, client, tenant, oth
     assert webhook.json()["description"] == "Their webhook"
     assert webhook.json()["enabled"] is True
     assert webhook.json()["createdAt"] == webhook.json()["updatedAt"]  # not edited, nor its secret rotated
+    assert (await client.get(f"{API}/templates/{theirs.ids['template_id']}", headers=headers)).status_code == 200
+    broadcast = await client.get(f"{API}/broadcasts/{theirs.ids['broadcast_id']}", headers=headers)
+    assert broadcast.json()["status"] == "scheduled"  # neither paused nor cancelled
 
 
 async def test_lists_never_show_another_organizations_rows(app, client, tenant, theirs, ours):

@@ -14,7 +14,9 @@ from fastapi.responses import HTMLResponse
 
 from kaanha import __version__
 from kaanha.auth.endpoints import router as api_keys_router
+from kaanha.broadcasts.endpoints import router as broadcasts_router
 from kaanha.config import Settings
+from kaanha.consent.endpoints import router as consent_router
 from kaanha.contacts.endpoints import router as contacts_router
 from kaanha.conversations.endpoints import router as conversations_router
 from kaanha.events.endpoints import router as events_router
@@ -26,6 +28,7 @@ from kaanha.media.endpoints import upload_router as media_upload_router
 from kaanha.messages.endpoints import router as messages_router
 from kaanha.organizations.endpoints import router as status_router
 from kaanha.runtime import Runtime
+from kaanha.templates.endpoints import router as templates_router
 from kaanha.webhooks.dispatcher import WebhookDispatcher
 from kaanha.webhooks.endpoints import router as webhooks_router
 from kaanha.whatsapp.cloud_api.endpoints import router as meta_webhooks_router
@@ -43,13 +46,16 @@ def _api_router() -> APIRouter:
     for router in (
         status_router,
         contacts_router,
+        consent_router,
         conversations_router,
         messages_router,
+        templates_router,
         media_upload_router,
         sandbox_router,
         api_keys_router,
         events_router,
         webhooks_router,
+        broadcasts_router,
     ):
         api.include_router(router)
     return api

@@ -226,6 +226,19 @@ async def test_a_refusal_fails_the_message_with_metas_code_and_what_to_do(cloud,
     assert cloud.fake.sent == []
 
 
+async def test_a_customer_who_stopped_marketing_on_whatsapp_is_recorded_as_opted_out(cloud, client, tenant):
+    await cloud.customer_writes()
+    cloud.fake.fail_next(131050)
+    message = await cloud.send({"to": f"+{CUSTOMER}", "type": "text", "text": "Hello"})
+    await cloud.settle()
+
+    contact_id = (await cloud.message(message["id"]))["contactId"]
+    contact = (await client.get(f"{API}/contacts/{contact_id}", headers=tenant.headers)).json()
+    assert (contact["optedIn"], contact["optedInSource"]) == (False, "whatsapp")
+    history = (await client.get(f"{API}/contacts/{contact_id}/opt-in-history", headers=tenant.headers)).json()
+    assert [(h["optedIn"], h["source"]) for h in history["data"]] == [(False, "whatsapp")]
+
+
 @pytest.mark.parametrize(("code", "http_status"), [(130429, 429), (131056, 400), (80007, 400), (4, 400), (131000, 500)])
 async def test_throttling_and_server_errors_are_retried_until_sent(cloud, code, http_status):
     await cloud.customer_writes()

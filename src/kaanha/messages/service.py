@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kaanha.broadcasts.replies import note_reply
+from kaanha.consent.service import apply_keyword, require_marketing_consent
 from kaanha.contacts.repository import ContactRepository
 from kaanha.contacts.service import ensure_contact, normalize_for_organization
 from kaanha.conversations.repository import ConversationRepository
 from kaanha.conversations.service import thread_for_message
-from kaanha.conversations.window import require_open_window
+from kaanha.conversations.window import is_window_open, require_open_window
 from kaanha.errors import InvalidRequest
 from kaanha.events import types as event_types
 from kaanha.events.service import emit
@@ -25,7 +27,7 @@ from kaanha.messages.content import MEDIA_TYPES, InvalidMessage, build_content
 from kaanha.messages.repository import MessageNotFound, MessageRepository
 from kaanha.messages.schemas import MessageOut, SendRequest, message_out
 from kaanha.messages.status import STATUS_RANK
-from kaanha.models import Message
+from kaanha.models import Contact, Message
 from kaanha.runtime import Runtime
 from kaanha.templates.service import render_preview, resolve_for_send
 from kaanha.worker.queue import enqueue
@@ -64,6 +66,8 @@ async def send_message(
     contact = await ContactRepository(session, organization_id).find_by_phone(phone)
     require_open_window(contact.last_inbound_at if contact else None, message_type=request.type)
     content = await _resolve_references(session, runtime, organization_id, request, content)
+    if content.get("category") == "MARKETING":
+        require_marketing_consent(contact, phone=phone)
     conversation = (
         await ConversationRepository(session, organization_id).latest_for_contact(contact.id) if contact else None
     )
@@ -89,7 +93,7 @@ async def send_message(
             session,
             organization_id=organization_id,
             phone=phone,
-            request=request,
+            message_type=request.type,
             content=content,
             reply_to=reply_to,
         )
@@ -157,14 +161,30 @@ async def _resolve_reaction_target(
     return {**content, "messageId": target.id, "whatsappMessageId": target.whatsapp_message_id}
 
 
+async def queue_broadcast_message(
+    session: AsyncSession, *, organization_id: str, phone: str, content: dict[str, Any], broadcast_id: str
+) -> Message:
+    """Store a broadcast's template message `queued` with its send job; the broadcast checked it already."""
+    return await _store_outbound(
+        session,
+        organization_id=organization_id,
+        phone=phone,
+        message_type="template",
+        content=content,
+        reply_to=None,
+        broadcast_id=broadcast_id,
+    )
+
+
 async def _store_outbound(
     session: AsyncSession,
     *,
     organization_id: str,
     phone: str,
-    request: SendRequest,
+    message_type: str,
     content: dict[str, Any],
     reply_to: Message | None,
+    broadcast_id: str | None = None,
 ) -> Message:
     moment = now()
     contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
@@ -177,11 +197,12 @@ async def _store_outbound(
             conversation_id=conversation.id,
             contact_id=contact.id,
             direction="outbound",
-            type=request.type,
+            type=message_type,
             status="queued",
             status_rank=STATUS_RANK["queued"],
             content=content,
             reply_to_id=reply_to.id if reply_to else None,
+            broadcast_id=broadcast_id,
             created_at=moment,
         )
     )
@@ -207,7 +228,8 @@ async def record_inbound(
     The contact is created or named, the conversation opened or reopened, and the 24-hour window
     moves to this message's time (never backwards, as webhooks may arrive out of order). Emits
     `message.received` (after the contact's and conversation's own events) with `content` as given:
-    complete it before the call.
+    complete it before the call. A message that is an opt-out or opt-in keyword (STOP, START...)
+    changes the contact's consent and queues the confirmation, once: a duplicate never gets this far.
     """
     repository = MessageRepository(session, organization_id)
     if await repository.find_by_wamid(whatsapp_message_id) is not None:
@@ -239,5 +261,30 @@ async def record_inbound(
     )
     if not await repository.add_unless_taken(message):
         return None  # the same WhatsApp message, stored by a concurrent delivery of the webhook
+    await note_reply(session, organization_id=organization_id, contact_id=contact.id, at=sent_at)
     await emit(session, organization_id=organization_id, type=event_types.MESSAGE_RECEIVED, data=message_out(message))
+    await _answer_keyword(session, organization_id=organization_id, contact=contact, message=message)
     return message
+
+
+async def _answer_keyword(session: AsyncSession, *, organization_id: str, contact: Contact, message: Message) -> None:
+    """STOP, START and the organization's own words change the contact's opt-in, and are answered.
+
+    The confirmation is queued like any send, in this transaction: it exists exactly when the message
+    that asked for it does. It goes only while the window is open (a keyword Meta delivers a day late
+    still counts, but can't be answered).
+    """
+    reply = await apply_keyword(
+        session, contact=contact, message_type=message.type, content=message.content, sent_at=message.created_at
+    )
+    if reply is None or not is_window_open(contact.last_inbound_at):
+        return
+    request = SendRequest(to=contact.phone, type="text", text=reply)
+    await _store_outbound(
+        session,
+        organization_id=organization_id,
+        phone=contact.phone,
+        message_type="text",
+        content=build_content(request),
+        reply_to=None,
+    )

@@ -20,16 +20,18 @@ from enum import Enum
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from kaanha.consent.service import set_opt_in
 from kaanha.contacts.repository import ContactRepository
 from kaanha.kit.clock import now
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import SEND_JOB
 from kaanha.messages.status import advance_status
-from kaanha.models import InboundEvent, Job, Message, WhatsAppConnection
+from kaanha.models import Broadcast, InboundEvent, Job, Message, WhatsAppConnection
 from kaanha.organizations.repository import get_connection
 from kaanha.runtime import Runtime
-from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID
+from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID, MARKETING_STOPPED
 from kaanha.whatsapp.inbound import UNCONFIRMED
 from kaanha.whatsapp.provider import Outbound, Paced, PreparedSend, ProviderError, WhatsAppProvider
 from kaanha.whatsapp.providers import provider_for
@@ -45,6 +47,8 @@ UNCONFIRMED_EXPLANATION = (
 
 # A number's send slots free up within a second; a paced job comes back that soon.
 PACED_RETRY = timedelta(milliseconds=500)
+# A message of a paused broadcast looks again this often (it goes once the broadcast resumes).
+PAUSED_RETRY = timedelta(seconds=2)
 
 
 class InDoubt(Enum):
@@ -144,6 +148,8 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
         message = await MessageRepository(session, organization_id).find(job.payload["messageId"])
         if message is None or message.status != "queued":
             return  # deleted with its contact, confirmed by a webhook, or already handled
+        if message.broadcast_id is not None and await _broadcast_paused(session, message):
+            raise RetryLater("its broadcast is paused", delay=PAUSED_RETRY, count_attempt=False)
         connection = await get_connection(session, organization_id)
         if message.dispatched_at is not None:
             unapplied = await _webhooks_unapplied(session, organization_id, since=message.dispatched_at)
@@ -170,8 +176,30 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
             await _fail(session, message, code=error.code, text=error.message, explanation=error.explanation)
             return
         await lease.hold(session)  # still ours, and now for a full lease, before Meta may get it
-        message.dispatched_at = now()
+        if not await _hand_over(session, message):
+            return  # cancelled (with its broadcast) while we prepared it
     await _dispatch(runtime, job, message, provider, prepared)
+
+
+async def _broadcast_paused(session: AsyncSession, message: Message) -> bool:
+    status = await session.scalar(
+        select(Broadcast.status).where(
+            Broadcast.organization_id == message.organization_id, Broadcast.id == message.broadcast_id
+        )
+    )
+    return status == "paused"
+
+
+async def _hand_over(session: AsyncSession, message: Message) -> bool:
+    """Mark the message as on its way to WhatsApp, unless it stopped being `queued` meanwhile."""
+    moment = now()
+    marked = await session.execute(
+        update(Message).where(Message.id == message.id, Message.status == "queued").values(dispatched_at=moment),
+        execution_options={"synchronize_session": False},
+    )
+    # Known to this copy without making it dirty: a flush must not write it again unconditionally.
+    set_committed_value(message, "dispatched_at", moment)
+    return bool(marked.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def _dispatch(
@@ -217,6 +245,15 @@ async def _record_sent(session: AsyncSession, message: Message, whatsapp_message
     )
 
 
+async def _record_marketing_opt_out(session: AsyncSession, message: Message) -> None:
+    """The customer stopped marketing on WhatsApp itself: record it, so broadcasts skip them from now on."""
+    contact = await ContactRepository(session, message.organization_id).find(message.contact_id)
+    if contact is not None:
+        await set_opt_in(
+            session, contact=contact, opted_in=False, source="whatsapp", detail="Meta error 131050 on a send"
+        )
+
+
 async def _record_refusal(
     session: AsyncSession, runtime: Runtime, job: Job, message: Message, error: ProviderError
 ) -> RetryLater | None:
@@ -235,6 +272,8 @@ async def _record_refusal(
     if error.retryable:
         explanation = f"WhatsApp kept refusing it ({job.attempts} attempts): {explanation}"
     await _fail(session, message, code=error.code, text=error.message, explanation=explanation)
+    if error.code == MARKETING_STOPPED:
+        await _record_marketing_opt_out(session, message)
     if error.code == ACCESS_TOKEN_INVALID:
         await session.execute(
             update(WhatsAppConnection)

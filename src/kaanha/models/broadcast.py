@@ -25,11 +25,12 @@ class Broadcast(TenantModel):
     components: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(12))
-    # Recipients written when the broadcast starts (its audience at that moment); null before.
+    # The audience's size: counted at creation, then the recipients written when it starts.
     total: Mapped[int | None] = mapped_column()
     # The dispatch job in charge; another job finding a different id here stops (pause, resume).
     dispatch_job_id: Mapped[str | None] = mapped_column(String(40))
-    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Why Kaanha itself paused or cancelled it (a plan limit at start, repeated errors); null otherwise.
+    status_reason: Mapped[str | None] = mapped_column(Text)
     scheduled_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     paused_at: Mapped[datetime | None] = mapped_column()

@@ -9,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kaanha.errors import InvalidRequest
 from kaanha.kit.ids import new_id
 from kaanha.models import Organization, WhatsAppConnection
+from kaanha.organizations.plans import PLANS
 from kaanha.templates.service import add_sample_templates
-
-PLANS = ("starter", "pro")
 
 
 def sandbox_phone_number() -> str:

@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("total", sa.Integer(), nullable=True),
         sa.Column("dispatch_job_id", sa.String(length=40), nullable=True),
-        sa.Column("cancel_reason", sa.Text(), nullable=True),
+        sa.Column("status_reason", sa.Text(), nullable=True),
         sa.Column("scheduled_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("started_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("paused_at", kaanha.models.base.UTCDateTime(timezone=True), nullable=True),

@@ -16,6 +16,8 @@ from kaanha.whatsapp.provider import ProviderError
 
 PAIR_RATE_LIMIT = 131056
 ACCESS_TOKEN_INVALID = 190
+# The customer stopped marketing messages from this business (WhatsApp's own opt-out).
+MARKETING_STOPPED = 131050
 
 
 @dataclass(frozen=True)
