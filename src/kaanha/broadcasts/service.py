@@ -165,7 +165,8 @@ async def counts_of(session: AsyncSession, broadcast: Broadcast) -> tuple[Broadc
     total = broadcast.total or 0
     counts = BroadcastCounts(
         total=total,
-        queued=recipients.count("pending") + messages["queued"],
+        # Before it starts no recipient is written yet: the whole audience is still to go.
+        queued=total if broadcast.started_at is None else recipients.count("pending") + messages["queued"],
         sent=messages["sent"],
         delivered=messages["delivered"],
         read=messages["read"],
