@@ -225,6 +225,7 @@ async def test_contact_ids_and_tags_together_reach_each_contact_once(client, ten
     untagged = await add_contacts(runtime, tenant, 2, tag=None, start=10)
 
     broadcast = (await create(client, tenant, audience={"tags": ["vip"], "contactIds": [tagged[0], *untagged]})).json()
+    assert broadcast["audience"] == {"tags": ["vip"], "contactIdCount": 3}  # the ids themselves aren't echoed
     settled = await run_until_settled(runtime, client, tenant, broadcast["id"])
 
     assert settled["counts"]["total"] == 4
@@ -332,6 +333,8 @@ async def test_bad_broadcasts_are_refused_and_write_nothing(client, tenant, othe
         ),
         ({"scheduledAt": "2020-01-01T00:00:00Z"}, 400, "invalid_schedule"),
         ({"scheduledAt": "tomorrow"}, 400, None),
+        ({"scheduledAt": "2030-01-01T10:00:00"}, 400, None),  # no time zone
+        ({"components": [{"type": "body", "parameters": [{"type": "date_time", "date_time": "soon"}] * 2}]}, 400, None),
         ({"name": ""}, 400, None),
         ({"name": 42}, 400, None),
         ({"surprise": True}, 400, None),
@@ -453,6 +456,56 @@ async def test_cancel_stops_the_rest_and_counts_them_cancelled(client, tenant, r
     assert "cancelled" in (messages[0].error_message or "")
     assert_error(await client.post(f"{API}/broadcasts/{broadcast['id']}/resume", headers=tenant.headers), 409)
     assert_error(await client.post(f"{API}/broadcasts/{broadcast['id']}/cancel", headers=tenant.headers), 409)
+
+
+async def test_an_opt_out_while_paused_holds_that_message_back(client, tenant, runtime, frozen_clock):
+    await add_template(runtime, tenant, "november_sale", "MARKETING")
+    await add_contacts(runtime, tenant, 3)
+    broadcast = (await create(client, tenant, templateName="november_sale", components=[])).json()
+    await queue_first_batch(runtime)
+    await client.post(f"{API}/broadcasts/{broadcast['id']}/pause", headers=tenant.headers)
+
+    await inbound(client, tenant, phone="+919800000001", text="STOP")
+    await client.post(f"{API}/broadcasts/{broadcast['id']}/resume", headers=tenant.headers)
+    settled = await run_until_settled(runtime, client, tenant, broadcast["id"])
+
+    assert settled["status"] == "completed"
+    assert (settled["counts"]["sent"], settled["counts"]["failed"], settled["counts"]["replied"]) == (2, 0, 0)
+    assert settled["skippedByReason"] == {"opted_out": 1}
+    held = [m for m in await broadcast_messages(runtime, broadcast["id"]) if m.status == "failed"]
+    assert len(held) == 1
+    assert held[0].whatsapp_message_id is None
+    assert "opted in" in (held[0].error_message or "")
+
+
+async def test_a_template_moved_to_marketing_skips_contacts_without_opt_in(client, tenant, runtime):
+    await add_contacts(runtime, tenant, 2, opted_in=False)
+    broadcast = (await create(client, tenant)).json()
+    async with runtime.database.transaction() as session:
+        template = await session.scalar(
+            select(Template).where(Template.organization_id == tenant.organization_id, Template.name == "order_update")
+        )
+        assert template is not None
+        template.category = "MARKETING"  # Meta's template_category_update, after the broadcast was created
+
+    settled = await run_until_settled(runtime, client, tenant, broadcast["id"])
+
+    assert settled["category"] == "MARKETING"
+    assert settled["counts"]["sent"] == 0
+    assert settled["skippedByReason"] == {"not_opted_in": 2}
+
+
+async def test_pausing_a_completed_broadcast_changes_nothing(client, tenant, runtime):
+    await add_contacts(runtime, tenant, 1)
+    broadcast = (await create(client, tenant)).json()
+    await run_until_settled(runtime, client, tenant, broadcast["id"])
+
+    refused = await client.post(f"{API}/broadcasts/{broadcast['id']}/pause", headers=tenant.headers)
+
+    body = assert_error(refused, 409, "invalid_broadcast_state")
+    assert "completed" in body["error"]
+    after = await get(client, tenant, broadcast["id"])
+    assert (after["status"], after["pausedAt"]) == ("completed", None)
 
 
 async def test_a_template_paused_by_meta_pauses_the_broadcast(client, tenant, runtime):

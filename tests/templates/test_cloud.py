@@ -16,7 +16,7 @@ from kaanha.kit.ids import new_id
 from kaanha.models import Event, Job, Template, WhatsAppConnection
 from kaanha.templates import meta
 from kaanha.templates.rules import NewTemplate
-from kaanha.templates.sync import SYNC_JOB, claim_due_syncs
+from kaanha.templates.sync import SYNC_JOB, apply_remote, claim_due_syncs
 from kaanha.worker.runner import run_periodic
 from tests.conftest import API, Tenant, make_tenant
 from tests.helpers import assert_error
@@ -382,3 +382,35 @@ async def test_checks_running_side_by_side_claim_each_connection_once(runtime, f
     # A check that lost to a busy SQLite claims what is left on its next run.
     await run_periodic(runtime, only="templates.sync_due")
     assert len(await sync_jobs(runtime)) == 6
+
+
+async def test_a_sync_keeps_a_template_created_while_it_was_fetching(runtime, tenant):
+    fetched_at = now()
+    clock.freeze(fetched_at + timedelta(seconds=1))
+    try:
+        async with runtime.database.transaction() as session:
+            session.add(
+                Template(
+                    id=new_id("tpl"),
+                    organization_id=tenant.organization_id,
+                    name="just_created",
+                    language="en_US",
+                    category="UTILITY",
+                    status="PENDING",
+                    components=[{"type": "BODY", "text": "Your parcel is on its way to you today."}],
+                )
+            )
+        async with runtime.database.transaction() as session:
+            # Meta's list was asked for before the template existed, so it isn't in it.
+            summary = await apply_remote(
+                session, organization_id=tenant.organization_id, remote=[], fetched_at=fetched_at
+            )
+        async with runtime.database.sessions() as session:
+            names = set(
+                await session.scalars(select(Template.name).where(Template.organization_id == tenant.organization_id))
+            )
+    finally:
+        clock.unfreeze()
+    assert "just_created" in names
+    assert "hello_world" not in names  # older than the fetch and not at Meta: gone
+    assert summary.deleted == 3

@@ -86,15 +86,15 @@ class BroadcastRepository(TenantRepository[Broadcast]):
 class RecipientTallies:
     by_status: dict[tuple[str, str | None], int] = field(default_factory=dict)
     replied: int = 0
-    # Recipients whose queued message was stopped by a cancel (that message shows as failed).
-    cancelled_with_message: int = 0
+    # Recipients whose queued message was held back (a cancel, an opt-out since): it shows as failed.
+    held_back_messages: int = 0
 
     def count(self, status: str) -> int:
         return sum(n for (each, _reason), n in self.by_status.items() if each == status)
 
 
 async def recipient_tallies(session: AsyncSession, broadcast: Broadcast) -> RecipientTallies:
-    """Recipients by status and skip reason, those who replied, and cancelled ones that had a message."""
+    """Recipients by status and skip reason, those who replied, and those whose message was held back."""
     rows = await session.execute(
         select(
             BroadcastRecipient.status,
@@ -113,8 +113,8 @@ async def recipient_tallies(session: AsyncSession, broadcast: Broadcast) -> Reci
     for status, reason, count, replied, with_message in rows:
         tallies.by_status[(status, reason)] = int(count)
         tallies.replied += int(replied)
-        if status == "cancelled":
-            tallies.cancelled_with_message += int(with_message)
+        if status in ("cancelled", "skipped"):
+            tallies.held_back_messages += int(with_message)
     return tallies
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from kaanha.kit.schemas import RequestSchema, Schema, Timestamp
 
@@ -49,7 +49,8 @@ class BroadcastCreate(RequestSchema):
         description="Template parameters as in POST /send; texts may use {{contact.name|fallback}}",
     )
     audience: Audience
-    scheduled_at: Timestamp | None = Field(default=None, description="When to start; omitted: now")
+    # With a time zone (Z or an offset): a bare local time could mean any moment of the day.
+    scheduled_at: AwareDatetime | None = Field(default=None, description="When to start; omitted: now")
 
 
 class BroadcastCounts(Schema):

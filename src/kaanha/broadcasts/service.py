@@ -93,7 +93,8 @@ async def _check_contact_ids(repository: BroadcastRepository, audience: dict[str
     wanted = list(dict.fromkeys(audience.get("contactIds") or []))
     if not wanted:
         return
-    missing = [contact_id for contact_id in wanted if contact_id not in await repository.existing_contact_ids(wanted)]
+    existing = await repository.existing_contact_ids(wanted)
+    missing = [contact_id for contact_id in wanted if contact_id not in existing]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ContactNotFound(f"Contacts not found: {', '.join(missing[:5])}{more}")
@@ -170,13 +171,21 @@ async def counts_of(session: AsyncSession, broadcast: Broadcast) -> tuple[Broadc
         sent=messages["sent"],
         delivered=messages["delivered"],
         read=messages["read"],
-        # A message stopped by cancelling is counted as cancelled, not as failed.
-        failed=messages["failed"] - recipients.cancelled_with_message,
+        # A message held back (by a cancel, or an opt-out since it was queued) counts as such, not as failed.
+        failed=messages["failed"] - recipients.held_back_messages,
         skipped=sum(skipped_by_reason.values()),
         cancelled=recipients.count("cancelled"),
         replied=recipients.replied,
     )
     return counts, {str(reason): n for reason, n in sorted(skipped_by_reason.items(), key=lambda item: str(item[0]))}
+
+
+def _audience_summary(audience: dict[str, Any]) -> dict[str, Any]:
+    """The audience as chosen, with a count instead of the ids: 10,000 of them in every answer and event is too much."""
+    summary = {key: value for key, value in audience.items() if key != "contactIds"}
+    if "contactIds" in audience:
+        summary["contactIdCount"] = len(audience["contactIds"])
+    return summary
 
 
 async def broadcast_out(session: AsyncSession, broadcast: Broadcast) -> BroadcastOut:
@@ -192,7 +201,7 @@ async def broadcast_out(session: AsyncSession, broadcast: Broadcast) -> Broadcas
         language=broadcast.language,
         category=broadcast.category,
         components=broadcast.components,
-        audience=broadcast.audience,
+        audience=_audience_summary(broadcast.audience),
         status=broadcast.status,
         counts=counts,
         skipped_by_reason=skipped_by_reason,
@@ -258,48 +267,82 @@ async def list_recipients(
     return Page.of(items, request=page, total=int(total or 0))
 
 
-async def _announce(session: AsyncSession, broadcast: Broadcast, event_type: str) -> BroadcastOut:
+async def announce(session: AsyncSession, broadcast: Broadcast, event_type: str) -> BroadcastOut:
+    """Emit `event_type` with the broadcast as it now is (counts included)."""
     await session.flush()
     out = await broadcast_out(session, broadcast)
     await emit(session, organization_id=broadcast.organization_id, type=event_type, data=out)
     return out
 
 
+async def _change_status(
+    session: AsyncSession, *, organization_id: str, broadcast_id: str, allowed: tuple[str, ...], values: dict[str, Any]
+) -> Broadcast:
+    """Move the broadcast out of one of the `allowed` statuses in one conditional UPDATE, or answer 409.
+
+    The UPDATE comes first, so the row is locked (on SQLite, the database) before anything is read:
+    the dispatcher completing it at the same moment can't be overwritten, whichever commits first.
+    """
+    changed = await session.scalar(
+        update(Broadcast)
+        .where(
+            Broadcast.organization_id == organization_id,
+            Broadcast.id == broadcast_id,
+            Broadcast.status.in_(allowed),
+        )
+        .values(**values, updated_at=now())
+        .returning(Broadcast.id),
+        execution_options={"synchronize_session": False},
+    )
+    broadcast = await BroadcastRepository(session, organization_id).get(broadcast_id)
+    if changed is None:
+        raise BroadcastStateConflict(
+            f"Broadcast {broadcast_id} is {broadcast.status}; this needs it {' or '.join(allowed)}"
+        )
+    return broadcast
+
+
 async def pause_broadcast(session: AsyncSession, *, organization_id: str, broadcast_id: str) -> BroadcastOut:
     """Stop queueing; messages already queued wait (unsent) until it is resumed."""
-    broadcast = await BroadcastRepository(session, organization_id).get_for_update(broadcast_id)
-    if broadcast.status != "running":
-        raise BroadcastStateConflict(f"Broadcast {broadcast_id} is {broadcast.status}; only a running one can pause")
-    broadcast.status = "paused"
-    broadcast.paused_at = now()
-    broadcast.dispatch_job_id = None
-    return await _announce(session, broadcast, event_types.BROADCAST_PAUSED)
+    broadcast = await _change_status(
+        session,
+        organization_id=organization_id,
+        broadcast_id=broadcast_id,
+        allowed=("running",),
+        values={"status": "paused", "paused_at": now(), "dispatch_job_id": None},
+    )
+    return await announce(session, broadcast, event_types.BROADCAST_PAUSED)
 
 
 async def resume_broadcast(session: AsyncSession, *, organization_id: str, broadcast_id: str) -> BroadcastOut:
     """Go on from where it stopped: recipients already queued or skipped are never visited again."""
-    broadcast = await BroadcastRepository(session, organization_id).get_for_update(broadcast_id)
-    if broadcast.status != "paused":
-        raise BroadcastStateConflict(f"Broadcast {broadcast_id} is {broadcast.status}; only a paused one can resume")
-    broadcast.status = "running"
-    broadcast.paused_at = None
-    broadcast.status_reason = None
+    broadcast = await _change_status(
+        session,
+        organization_id=organization_id,
+        broadcast_id=broadcast_id,
+        allowed=("paused",),
+        values={"status": "running", "paused_at": None, "status_reason": None},
+    )
     _start_dispatch(session, broadcast)
-    return await _announce(session, broadcast, event_types.BROADCAST_RESUMED)
+    return await announce(session, broadcast, event_types.BROADCAST_RESUMED)
 
 
 async def cancel_broadcast(session: AsyncSession, *, organization_id: str, broadcast_id: str) -> BroadcastOut:
     """Stop for good: recipients not reached yet are `cancelled`; what already left WhatsApp stays sent."""
-    broadcast = await BroadcastRepository(session, organization_id).get_for_update(broadcast_id)
-    if broadcast.status in ("completed", "cancelled"):
-        raise BroadcastStateConflict(f"Broadcast {broadcast_id} is already {broadcast.status}")
+    broadcast = await _change_status(
+        session,
+        organization_id=organization_id,
+        broadcast_id=broadcast_id,
+        allowed=("scheduled", "running", "paused"),
+        values={"status": "cancelled", "cancelled_at": now(), "dispatch_job_id": None},
+    )
     await stop_broadcast(session, broadcast, reason=None)
-    return await _announce(session, broadcast, event_types.BROADCAST_CANCELLED)
+    return await announce(session, broadcast, event_types.BROADCAST_CANCELLED)
 
 
 async def stop_broadcast(session: AsyncSession, broadcast: Broadcast, *, reason: str | None) -> None:
     """Cancel `broadcast`: its pending recipients and its messages that have not left yet are cancelled."""
-    moment = now()
+    moment = broadcast.cancelled_at or now()
     broadcast.status = "cancelled"
     broadcast.cancelled_at = moment
     broadcast.dispatch_job_id = None

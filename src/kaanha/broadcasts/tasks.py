@@ -22,12 +22,11 @@ from sqlalchemy import func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kaanha.broadcasts.repository import BroadcastNotFound, BroadcastRepository, audience_condition
-from kaanha.broadcasts.service import DISPATCH_JOB, broadcast_out, check_plan, stop_broadcast
+from kaanha.broadcasts.service import DISPATCH_JOB, announce, check_plan, stop_broadcast
 from kaanha.consent.service import marketing_block_reason
 from kaanha.contacts import fields
 from kaanha.errors import KaanhaError
 from kaanha.events import types as event_types
-from kaanha.events.service import emit
 from kaanha.kit.clock import now
 from kaanha.messages.service import queue_broadcast_message
 from kaanha.models import Broadcast, BroadcastRecipient, Contact, Job, Message, Template
@@ -64,7 +63,7 @@ async def _pause_after_errors(session: AsyncSession, _runtime: Runtime, job: Job
     broadcast.paused_at = now()
     broadcast.dispatch_job_id = None
     broadcast.status_reason = f"Paused after repeated errors while queueing ({error}); resume to go on"[:1000]
-    await _announce(session, broadcast, event_types.BROADCAST_PAUSED)
+    await announce(session, broadcast, event_types.BROADCAST_PAUSED)
 
 
 @stepwise_task(DISPATCH_JOB, on_give_up=_pause_after_errors)
@@ -92,12 +91,6 @@ async def dispatch_broadcast(runtime: Runtime, job: Job, lease: Lease) -> None:
             raise RetryLater("giving the worker back", delay=GO_ON, count_attempt=False)
 
 
-async def _announce(session: AsyncSession, broadcast: Broadcast, event_type: str) -> None:
-    await session.flush()
-    out = await broadcast_out(session, broadcast)
-    await emit(session, organization_id=broadcast.organization_id, type=event_type, data=out)
-
-
 async def _start(session: AsyncSession, broadcast: Broadcast) -> Step:
     """Write the audience as it is now as pending recipients (one INSERT ... SELECT, in the database)."""
     repository = BroadcastRepository(session, broadcast.organization_id)
@@ -107,7 +100,7 @@ async def _start(session: AsyncSession, broadcast: Broadcast) -> Step:
     except KaanhaError as refusal:
         # The audience grew past the plan between scheduling and now: refuse it whole, as at creation.
         await stop_broadcast(session, broadcast, reason=refusal.message)
-        await _announce(session, broadcast, event_types.BROADCAST_CANCELLED)
+        await announce(session, broadcast, event_types.BROADCAST_CANCELLED)
         return Step(done=True)
     audience = select(literal(broadcast.organization_id), literal(broadcast.id), Contact.id, literal("pending")).where(
         Contact.organization_id == broadcast.organization_id,
@@ -124,7 +117,7 @@ async def _start(session: AsyncSession, broadcast: Broadcast) -> Step:
     )
     broadcast.status = "running"
     broadcast.started_at = now()
-    await _announce(session, broadcast, event_types.BROADCAST_STARTED)
+    await announce(session, broadcast, event_types.BROADCAST_STARTED)
     return Step()
 
 
@@ -148,6 +141,7 @@ async def _queue_next(session: AsyncSession, runtime: Runtime, broadcast: Broadc
     if template is None or template.status != "APPROVED":
         await _pause_for_template(session, broadcast, template)
         return Step(done=True)
+    broadcast.category = template.category
     for recipient, contact in batch:
         await _queue_one(session, runtime, broadcast, template, recipient, contact)
     return Step()
@@ -188,7 +182,8 @@ async def _skip_reason(
     components: list[dict[str, Any]],
     missing: list[str],
 ) -> str | None:
-    if broadcast.category == "MARKETING" and (reason := marketing_block_reason(contact)):
+    # The template's category now, not at creation: Meta may have moved it to MARKETING since.
+    if template.category == "MARKETING" and (reason := marketing_block_reason(contact)):
         return reason
     if missing:
         return "missing_contact_field"
@@ -225,8 +220,7 @@ async def _queue_one(
         return
     message = await queue_broadcast_message(
         session,
-        organization_id=broadcast.organization_id,
-        phone=contact.phone,
+        contact=contact,
         content={
             "templateName": template.name,
             "language": template.language,
@@ -250,11 +244,11 @@ async def _pause_for_template(session: AsyncSession, broadcast: Broadcast, templ
     broadcast.status_reason = (
         f"Template '{broadcast.template_name}' ({broadcast.language}) {state}: resume once it is APPROVED again"
     )
-    await _announce(session, broadcast, event_types.BROADCAST_PAUSED)
+    await announce(session, broadcast, event_types.BROADCAST_PAUSED)
 
 
 async def _complete(session: AsyncSession, broadcast: Broadcast) -> None:
     broadcast.status = "completed"
     broadcast.completed_at = now()
     broadcast.dispatch_job_id = None
-    await _announce(session, broadcast, event_types.BROADCAST_COMPLETED)
+    await announce(session, broadcast, event_types.BROADCAST_COMPLETED)

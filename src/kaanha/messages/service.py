@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kaanha.broadcasts.replies import note_reply
 from kaanha.consent.service import apply_keyword, require_marketing_consent
 from kaanha.contacts.repository import ContactRepository
-from kaanha.contacts.service import ensure_contact, normalize_for_organization
+from kaanha.contacts.service import ensure_contact, normalize_for_organization, note_outbound
 from kaanha.conversations.repository import ConversationRepository
 from kaanha.conversations.service import thread_for_message
 from kaanha.conversations.window import is_window_open, require_open_window
@@ -162,17 +162,21 @@ async def _resolve_reaction_target(
 
 
 async def queue_broadcast_message(
-    session: AsyncSession, *, organization_id: str, phone: str, content: dict[str, Any], broadcast_id: str
+    session: AsyncSession, *, contact: Contact, content: dict[str, Any], broadcast_id: str
 ) -> Message:
-    """Store a broadcast's template message `queued` with its send job; the broadcast checked it already."""
+    """Store a broadcast's template message `queued` with its send job; the broadcast checked it already.
+
+    To the contact the broadcast loaded (and checked the opt-in of), never to another found by phone.
+    """
     return await _store_outbound(
         session,
-        organization_id=organization_id,
-        phone=phone,
+        organization_id=contact.organization_id,
+        phone=contact.phone,
         message_type="template",
         content=content,
         reply_to=None,
         broadcast_id=broadcast_id,
+        contact=contact,
     )
 
 
@@ -185,9 +189,13 @@ async def _store_outbound(
     content: dict[str, Any],
     reply_to: Message | None,
     broadcast_id: str | None = None,
+    contact: Contact | None = None,
 ) -> Message:
     moment = now()
-    contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
+    if contact is None:
+        contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
+    else:
+        note_outbound(contact, moment)
     conversation = await thread_for_message(
         session, organization_id=organization_id, contact=contact, inbound=False, at=moment
     )

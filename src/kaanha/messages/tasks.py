@@ -22,7 +22,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from kaanha.consent.service import set_opt_in
+from kaanha.broadcasts.replies import skip_recipient
+from kaanha.consent.service import marketing_block_reason, set_opt_in
 from kaanha.contacts.repository import ContactRepository
 from kaanha.kit.clock import now
 from kaanha.messages.repository import MessageRepository
@@ -150,6 +151,10 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
             return  # deleted with its contact, confirmed by a webhook, or already handled
         if message.broadcast_id is not None and await _broadcast_paused(session, message):
             raise RetryLater("its broadcast is paused", delay=PAUSED_RETRY, count_attempt=False)
+        if message.dispatched_at is None and (refusal := await _consent_withdrawn(session, message)):
+            await lease.hold(session)
+            await _withdraw(session, message, refusal)
+            return
         connection = await get_connection(session, organization_id)
         if message.dispatched_at is not None:
             unapplied = await _webhooks_unapplied(session, organization_id, since=message.dispatched_at)
@@ -177,8 +182,30 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
             return
         await lease.hold(session)  # still ours, and now for a full lease, before Meta may get it
         if not await _hand_over(session, message):
+            if message.broadcast_id is not None and await _broadcast_paused(session, message):
+                raise RetryLater("its broadcast is paused", delay=PAUSED_RETRY, count_attempt=False)
             return  # cancelled (with its broadcast) while we prepared it
     await _dispatch(runtime, job, message, provider, prepared)
+
+
+async def _consent_withdrawn(session: AsyncSession, message: Message) -> str | None:
+    """Why a queued marketing message may no longer go: the customer opted out since it was queued."""
+    if message.content.get("category") != "MARKETING":
+        return None
+    contact = await ContactRepository(session, message.organization_id).find(message.contact_id)
+    return marketing_block_reason(contact)
+
+
+async def _withdraw(session: AsyncSession, message: Message, reason: str) -> None:
+    await _fail(
+        session,
+        message,
+        code=None,
+        text="Not sent: the contact is no longer opted in to marketing messages",
+        explanation="The customer opted out after this marketing message was queued, so it was held back.",
+    )
+    if message.broadcast_id is not None:
+        await skip_recipient(session, message=message, reason=reason)
 
 
 async def _broadcast_paused(session: AsyncSession, message: Message) -> bool:
@@ -193,9 +220,14 @@ async def _broadcast_paused(session: AsyncSession, message: Message) -> bool:
 async def _hand_over(session: AsyncSession, message: Message) -> bool:
     """Mark the message as on its way to WhatsApp, unless it stopped being `queued` meanwhile."""
     moment = now()
+    handed = update(Message).where(Message.id == message.id, Message.status == "queued")
+    if message.broadcast_id is not None:
+        # Paused since the check above: it waits with the others.
+        handed = handed.where(
+            ~select(Broadcast.id).where(Broadcast.id == message.broadcast_id, Broadcast.status == "paused").exists()
+        )
     marked = await session.execute(
-        update(Message).where(Message.id == message.id, Message.status == "queued").values(dispatched_at=moment),
-        execution_options={"synchronize_session": False},
+        handed.values(dispatched_at=moment), execution_options={"synchronize_session": False}
     )
     # Known to this copy without making it dirty: a flush must not write it again unconditionally.
     set_committed_value(message, "dispatched_at", moment)

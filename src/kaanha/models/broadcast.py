@@ -49,7 +49,8 @@ class BroadcastRecipient(TenantModel):
 
     __tablename__ = "broadcast_recipients"
     __table_args__ = (
-        Index("ix_broadcast_recipients_broadcast_id_status", "broadcast_id", "status"),
+        # The dispatcher's "next pending, in contact order" walks this index from where it stopped.
+        Index("ix_broadcast_recipients_broadcast_id_status_contact_id", "broadcast_id", "status", "contact_id"),
         Index("ix_broadcast_recipients_organization_id_contact_id", "organization_id", "contact_id"),
     )
 

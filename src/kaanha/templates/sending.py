@@ -206,8 +206,10 @@ class _Check:
                 key in currency for key in ("fallback_value", "code", "amount_1000")
             ):
                 raise self.fail(f"{where} currency needs fallback_value, code and amount_1000")
-        elif kind == "date_time" and not _filled((parameter.get("date_time") or {}).get("fallback_value")):
-            raise self.fail(f"{where} date_time needs a fallback_value")
+        elif kind == "date_time":
+            date_time = parameter.get("date_time")
+            if not isinstance(date_time, dict) or not _filled(date_time.get("fallback_value")):
+                raise self.fail(f'{where} needs {{"date_time": {{"fallback_value": "..."}}}}')
 
     # --- buttons --------------------------------------------------------------------------------------
 

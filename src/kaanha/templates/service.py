@@ -192,8 +192,9 @@ async def sync_templates(session: AsyncSession, *, runtime: Runtime, organizatio
     if connection.type != "cloud_api":
         total = len(await TemplateRepository(session, organization_id).everything())
         return SyncSummary(created=0, updated=0, deleted=0, total=total)
+    fetched_at = now()
     remote = await meta.fetch_all(runtime, connection)
-    return await apply_remote(session, organization_id=organization_id, remote=remote)
+    return await apply_remote(session, organization_id=organization_id, remote=remote, fetched_at=fetched_at)
 
 
 async def resolve_for_send(

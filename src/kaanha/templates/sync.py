@@ -6,7 +6,7 @@ place, created when Meta has one we don't, and deleted when Meta no longer has t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -61,8 +61,13 @@ async def claim_due_syncs(session: AsyncSession) -> list[str]:
     return organization_ids
 
 
-async def apply_remote(session: AsyncSession, *, organization_id: str, remote: list[dict[str, Any]]) -> SyncSummary:
-    """Make the organization's templates those of Meta's list; emits `template.updated` on each status change."""
+async def apply_remote(
+    session: AsyncSession, *, organization_id: str, remote: list[dict[str, Any]], fetched_at: datetime
+) -> SyncSummary:
+    """Make the organization's templates those of Meta's list; emits `template.updated` on each status change.
+
+    `fetched_at` is when the list was asked for: a template created since may be missing from it, and stays.
+    """
     repository = TemplateRepository(session, organization_id)
     local = {(template.name, template.language): template for template in await repository.everything()}
     seen: set[tuple[str, str]] = set()
@@ -78,7 +83,7 @@ async def apply_remote(session: AsyncSession, *, organization_id: str, remote: l
             created += await _create(repository, fields)
         elif await _update(session, template, fields):
             updated += 1
-    doomed = [template for key, template in local.items() if key not in seen]
+    doomed = [template for key, template in local.items() if key not in seen and template.created_at < fetched_at]
     for template in doomed:
         await session.delete(template)
     await session.flush()

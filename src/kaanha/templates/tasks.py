@@ -57,6 +57,7 @@ async def sync_templates(runtime: Runtime, job: Job, lease: Lease) -> None:
         connection = await get_connection(session, organization_id)
     if connection.type != "cloud_api":
         return
+    fetched_at = now()
     try:
         remote = await meta.fetch_all(runtime, connection)
     except meta.MetaUnreachable as error:
@@ -66,7 +67,7 @@ async def sync_templates(runtime: Runtime, job: Job, lease: Lease) -> None:
         raise PermanentFailure(error.message) from None
     async with runtime.database.transaction() as session:
         await lease.hold(session)
-        summary = await apply_remote(session, organization_id=organization_id, remote=remote)
+        summary = await apply_remote(session, organization_id=organization_id, remote=remote, fetched_at=fetched_at)
     logger.info("templates of %s synced: %s", organization_id, summary.model_dump())
 
 

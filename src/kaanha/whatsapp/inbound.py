@@ -423,14 +423,14 @@ async def _apply_template_event(
         return
     changes: dict[str, Any] = {}
     if field == "message_template_status_update" and value.get("event"):
-        changes["status"] = str(value["event"])[:20]
+        changes["status"] = str(value["event"]).upper()[:20]
         reason = _text(value.get("reason"), 200)
         details = _text(_dict(value.get("rejection_info")).get("reason"), 200)
         changes["rejected_reason"] = (details or reason) if reason and reason != "NONE" else None
     elif field == "message_template_quality_update" and value.get("new_quality_score"):
         changes["quality_score"] = str(value["new_quality_score"])[:20]
     elif field == "template_category_update" and value.get("new_category"):
-        changes["category"] = str(value["new_category"])[:20]
+        changes["category"] = str(value["new_category"]).upper()[:20]
     if not changes:
         return
     external_id = str(value.get("message_template_id") or "")

@@ -90,7 +90,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("broadcast_id", "contact_id", name=op.f("pk_broadcast_recipients")),
     )
     with op.batch_alter_table("broadcast_recipients", schema=None) as batch_op:
-        batch_op.create_index("ix_broadcast_recipients_broadcast_id_status", ["broadcast_id", "status"], unique=False)
+        batch_op.create_index(
+            "ix_broadcast_recipients_broadcast_id_status_contact_id",
+            ["broadcast_id", "status", "contact_id"],
+            unique=False,
+        )
         batch_op.create_index(
             "ix_broadcast_recipients_organization_id_contact_id", ["organization_id", "contact_id"], unique=False
         )
@@ -195,7 +199,7 @@ def downgrade() -> None:
     op.drop_table("consent_changes")
     with op.batch_alter_table("broadcast_recipients", schema=None) as batch_op:
         batch_op.drop_index("ix_broadcast_recipients_organization_id_contact_id")
-        batch_op.drop_index("ix_broadcast_recipients_broadcast_id_status")
+        batch_op.drop_index("ix_broadcast_recipients_broadcast_id_status_contact_id")
 
     op.drop_table("broadcast_recipients")
     with op.batch_alter_table("broadcasts", schema=None) as batch_op:
