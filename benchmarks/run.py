@@ -1,7 +1,7 @@
 """`python -m benchmarks` (`make bench`): Kaanha's throughput on this machine, every process on 127.0.0.1.
 
-Scenarios (all by default; `--only api,inbound,outbound` picks some), each on SQLite and, with
-`--database-url`, on a scratch PostgreSQL database:
+Scenarios (all but broadcast by default; `--only api,inbound,outbound` picks some), each on SQLite and,
+with `--database-url`, on a scratch PostgreSQL database (broadcast: see below):
 
 - api: in a fresh data dir and database, create an organization and API key with the CLI, insert
   100,000 contacts, start `kaanha serve --no-workers`, load `GET /status` and two
@@ -15,6 +15,13 @@ Scenarios (all by default; `--only api,inbound,outbound` picks some), each on SQ
 - webhooks: 2,000 events owed to one, to ten, and to nine healthy endpoints beside one hanging for 10 s,
   delivered by `kaanha worker` to a receiver on loopback; and the receiver's own ceiling
   (benchmarks/webhooks.py).
+- broadcast (only when named: `--only broadcast`; 100,000 recipients take tens of minutes): one
+  POST /broadcasts to 100,000 contacts (--broadcast-recipients) through `kaanha fake-meta`, one
+  `kaanha worker`, `kaanha serve --no-workers` for the API and the status webhooks, on a scratch
+  PostgreSQL database (--database-url, else postgresql+asyncpg://postgres@127.0.0.1:5432/test;
+  --broadcast-database sqlite for SQLite): seconds to accept the request, messages/s reaching the fake
+  beside the connection's pace, the total time, and the worker's peak memory beside its memory when
+  idle (benchmarks/broadcast.py).
 
 Prints a table per scenario and writes benchmarks/results/latest.json.
 """
@@ -36,6 +43,7 @@ from urllib.parse import quote
 import httpx
 
 from benchmarks import processes
+from benchmarks.broadcast import BroadcastOptions, run_broadcast
 from benchmarks.loadgen import LoadSpec
 from benchmarks.processes import (
     HOST,
@@ -358,7 +366,52 @@ def format_webhooks(results: list[dict[str, Any]], ceiling: dict[str, Any] | Non
     return _table(title, header, rows, {0, 1}, _failures(results, "{endpoints}"))
 
 
-SCENARIOS = ("api", "inbound", "outbound", "webhooks")
+def format_broadcast(results: list[dict[str, Any]]) -> str:
+    header = (
+        "backend",
+        "recipients",
+        "accept ms",
+        "pace",
+        "msgs/s",
+        "of pace",
+        "first send",
+        "completed in",
+        "idle RSS",
+        "peak RSS",
+        "peak/idle",
+    )
+    rows = [
+        (
+            result["backend"],
+            f"{result['recipients']:,}",
+            f"{result['acceptSeconds'] * 1000:,.0f} (median {result['acceptSecondsMedian'] * 1000:,.0f})",
+            f"{result['messagesPerSecondSetting']:,}",
+            f"{result['messagesPerSecond']:,.0f}",
+            f"{result['messagesPerSecond'] / result['messagesPerSecondSetting']:.0%}",
+            "-" if result["firstSendSeconds"] is None else f"{result['firstSendSeconds']:.1f} s",
+            f"{result['completedSeconds']:,.1f} s",
+            f"{result['workerIdleRssBytes'] / 2**20:,.0f} MiB",
+            f"{result['workerPeakRssBytes'] / 2**20:,.0f} MiB",
+            f"{result['peakToIdle']:.2f}",
+        )
+        for result in results
+        if "error" not in result
+    ]
+    title = (
+        "One broadcast: POST /broadcasts to every seeded contact (a tag) -> one `kaanha worker` -> "
+        "`kaanha fake-meta`, its status webhooks -> `kaanha serve --no-workers`\n"
+        "  accept = the POST that starts it (median: with those scheduled a year ahead, cancelled at once); "
+        "msgs/s = sends reaching the fake from 10% to 90% of the audience, beside the connection's pace;\n"
+        "  completed = from the POST to `completed`; RSS = the worker's VmRSS idle before the POST, and its "
+        "VmHWM (or highest VmRSS sampled) by the end"
+    )
+    return _table(title, header, rows, {0}, _failures(results, "{recipients} recipients"))
+
+
+SCENARIOS = ("api", "inbound", "outbound", "webhooks", "broadcast")
+# A broadcast of 100,000 takes tens of minutes: it runs when named.
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "broadcast")
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
@@ -394,8 +447,8 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=_scenarios,
-        default=SCENARIOS,
-        help=f"Scenarios to run, separated by commas: {','.join(SCENARIOS)} (default all)",
+        default=DEFAULT_SCENARIOS,
+        help=f"Scenarios to run, separated by commas: {','.join(SCENARIOS)} (default all but broadcast)",
     )
     parser.add_argument(
         "--database-url",
@@ -454,6 +507,33 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--webhook-hang-seconds", type=float, default=10.0, help="How long /hang waits before answering (10)"
     )
     webhooks.add_argument("--receiver-duration", type=float, default=3.0, help="Measured seconds, receiver alone (3)")
+    broadcast = parser.add_argument_group(
+        "broadcast",
+        "One broadcast through `kaanha fake-meta` (its --fake-throughput and --fake-webhook-batch apply), run "
+        "only when named (--only broadcast)",
+    )
+    broadcast.add_argument(
+        "--broadcast-recipients", type=int, default=100_000, help="Contacts seeded, all in the audience (100000)"
+    )
+    broadcast.add_argument(
+        "--broadcast-pace",
+        type=int,
+        default=1000,
+        help="The connection's messages_per_second, 1-1000 (1000, an upgraded number; Meta's default is 80)",
+    )
+    broadcast.add_argument(
+        "--broadcast-accepts",
+        type=int,
+        default=3,
+        help="POST /broadcasts scheduled a year ahead (and cancelled) before the real one, for a median (3)",
+    )
+    broadcast.add_argument(
+        "--broadcast-database",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help=f"PostgreSQL: a scratch database on the server of --database-url, else {DEFAULT_POSTGRES} "
+        "(default postgresql)",
+    )
     parser.add_argument(
         "--settle-timeout",
         type=float,
@@ -495,6 +575,17 @@ def _webhook_options(options: argparse.Namespace) -> WebhookOptions:
     )
 
 
+def _broadcast_options(options: argparse.Namespace) -> BroadcastOptions:
+    return BroadcastOptions(
+        recipients=options.broadcast_recipients,
+        pace=options.broadcast_pace,
+        accepts=options.broadcast_accepts,
+        fake_throughput=options.fake_throughput,
+        fake_webhook_batch=options.fake_webhook_batch,
+        settle_timeout=options.settle_timeout,
+    )
+
+
 def _webhook_settings() -> dict[str, Any] | None:
     """The delivery engine's defaults (kaanha.config.WebhookSettings), as the benchmark runs them."""
     from kaanha import config
@@ -510,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         backends.append(("sqlite", None))
     if options.database_url:
         backends.append(("postgresql", options.database_url))
-    if not backends:
+    if not backends and set(options.only) != {"broadcast"}:
         log("nothing to run: --no-sqlite needs --database-url")
         return 2
     processes.KEEP = options.keep
@@ -524,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     inbound: list[dict[str, Any]] = []
     outbound: list[dict[str, Any]] = []
     webhooks: list[dict[str, Any]] = []
+    broadcasts: list[dict[str, Any]] = []
     ceiling: dict[str, Any] | None = None
     receiver_ceiling: dict[str, Any] | None = None
     failures: list[str] = []
@@ -549,9 +641,17 @@ def main(argv: list[str] | None = None) -> int:
             outbound += run_outbound(backend, admin_url, whatsapp)
         if "webhooks" in options.only:
             webhooks += run_webhooks(backend, admin_url, webhook)
+    if "broadcast" in options.only:
+        # Its own database choice: the issue asks for PostgreSQL, whatever --no-sqlite says.
+        if options.broadcast_database == "sqlite":
+            broadcasts += run_broadcast("sqlite", None, _broadcast_options(options))
+        else:
+            broadcasts += run_broadcast(
+                "postgresql", options.database_url or DEFAULT_POSTGRES, _broadcast_options(options)
+            )
     failures += [
         f"[{row['backend']}] {row['scenario']}: {row['error']}"
-        for row in inbound + outbound + webhooks
+        for row in inbound + outbound + webhooks + broadcasts
         if "error" in row
     ]
     tables = []
@@ -563,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(format_outbound(outbound, ceiling, options))
     if webhooks or receiver_ceiling:
         tables.append(format_webhooks(webhooks, receiver_ceiling, options))
+    if broadcasts:
+        tables.append(format_broadcast(broadcasts))
     print("\n\n".join(tables))
     options.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -596,6 +698,9 @@ def main(argv: list[str] | None = None) -> int:
             "webhookEndpoints": options.webhook_endpoints,
             "webhookHangSeconds": options.webhook_hang_seconds,
             "webhookSettings": _webhook_settings(),
+            "broadcastRecipients": options.broadcast_recipients,
+            "broadcastPace": options.broadcast_pace,
+            "broadcastDatabase": options.broadcast_database,
             "server": "uvicorn, loop=uvloop, http=httptools, 1 process; kaanha serve --no-workers (api), "
             "kaanha serve with its worker (inbound)",
         },
@@ -605,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         "fakeCeiling": ceiling,
         "webhooks": webhooks,
         "receiverCeiling": receiver_ceiling,
+        "broadcast": broadcasts,
         "failures": failures,
         "elapsedSeconds": round(time.perf_counter() - started, 1),
     }

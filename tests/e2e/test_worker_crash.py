@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import pytest
 
 from kaanha.testing.databases import scratch_postgres_database
 from kaanha.testing.fake_graph import FakeGraphAPI, FakeGraphServer
-from tests.e2e.test_serve_process import API, KAANHA, free_port, kaanha, kaanha_json
+from tests.e2e.processes import start, stop, wait_for
+from tests.e2e.test_serve_process import API, free_port, kaanha, kaanha_json
 
 TOKEN = "EAAG-crash-test-token"
 APP_SECRET = "crash-test-app-secret"
@@ -70,30 +70,6 @@ def fake() -> Iterator[tuple[FakeGraphAPI, str]]:
         yield fake, server.url
 
 
-def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as output:
-        return subprocess.Popen([KAANHA, *args], env=env, stdout=output, stderr=subprocess.STDOUT)
-
-
-def _wait_for(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text(errors='replace')[-4000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_killing_a_worker_mid_batch_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path, database_url: str, fake: tuple[FakeGraphAPI, str]
 ) -> None:
@@ -125,7 +101,7 @@ def test_killing_a_worker_mid_batch_loses_nothing_and_sends_nothing_twice(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     graph.callback_url = f"{base}/api/webhooks/whatsapp"
-    serve = _start(env, log, "serve", "--no-workers", "--port", str(port))
+    serve = start(env, log, "serve", "--no-workers", "--port", str(port))
     workers: list[subprocess.Popen[bytes]] = []
     headers = {"Authorization": f"Bearer {key['key']}"}
     try:
@@ -137,7 +113,7 @@ def test_killing_a_worker_mid_batch_loses_nothing_and_sends_nothing_twice(
                 except httpx.TransportError:
                     return False
 
-            _wait_for(ready, 60, "kaanha serve", log)
+            wait_for(ready, 60, "kaanha serve", log)
             sent_ids = []
             for number in range(MESSAGES):
                 body = {
@@ -156,15 +132,15 @@ def test_killing_a_worker_mid_batch_loses_nothing_and_sends_nothing_twice(
                 assert response.status_code == 201, response.text
                 sent_ids.append(response.json()["id"])
 
-            first = _start(env, log, "worker")
+            first = start(env, log, "worker")
             workers.append(first)
-            _wait_for(lambda: len(graph.sent) >= MESSAGES // 4, 60, "the first worker to send a quarter", log)
+            wait_for(lambda: len(graph.sent) >= MESSAGES // 4, 60, "the first worker to send a quarter", log)
             first.send_signal(signal.SIGKILL)
             first.wait()
             accepted_at_kill = len(graph.sent)
             assert accepted_at_kill < MESSAGES, "the worker finished before it could be killed"
 
-            workers += [_start(env, log, "worker"), _start(env, log, "worker")]
+            workers += [start(env, log, "worker"), start(env, log, "worker")]
 
             def all_settled() -> bool:
                 statuses = {client.get(f"{API}/messages/{id_}").json()["status"] for id_ in sent_ids[-5:]}
@@ -172,11 +148,11 @@ def test_killing_a_worker_mid_batch_loses_nothing_and_sends_nothing_twice(
                     return False
                 return all(client.get(f"{API}/messages/{id_}").json()["status"] != "queued" for id_ in sent_ids)
 
-            _wait_for(all_settled, 120, "every message to leave the queue", log)
+            wait_for(all_settled, 120, "every message to leave the queue", log)
             messages = [client.get(f"{API}/messages/{id_}").json() for id_ in sent_ids]
     finally:
         for process in [*workers, serve]:
-            _stop(process)
+            stop(process)
 
     accepted = graph.sent_by_callback_data()
     duplicates = {id_: len(accepted.get(id_, [])) for id_ in sent_ids if len(accepted.get(id_, [])) != 1}
