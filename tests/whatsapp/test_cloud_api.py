@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import select, update
 
 from kaanha.kit.clock import now
+from kaanha.messages.service import SEND_JOB
 from kaanha.models import Message, WhatsAppConnection
 from kaanha.whatsapp.cloud_api.client import new_http_client
+from kaanha.worker.queue import enqueue
 from tests.conftest import API, make_tenant
 from tests.helpers import assert_error
 from tests.whatsapp.cloud import APP_SECRET, CUSTOMER, PHONE_NUMBER_ID, TOKEN, WABA_ID, cloud_connection, new_fake
@@ -224,6 +226,21 @@ async def test_a_refusal_fails_the_message_with_metas_code_and_what_to_do(cloud,
     assert found["error"]["message"]
     assert explanation in found["error"]["explanation"]
     assert cloud.fake.sent == []
+
+
+async def test_two_send_jobs_for_one_message_send_it_once(cloud, runtime):
+    await cloud.customer_writes()
+    message = await cloud.send({"to": f"+{CUSTOMER}", "type": "text", "text": "Hello"})
+    async with runtime.database.transaction() as session:
+        # As a resumed broadcast may do: a second job for a message whose first hasn't run yet.
+        enqueue(
+            session, kind=SEND_JOB, payload={"messageId": message["id"]}, organization_id=cloud.tenant.organization_id
+        )
+
+    await cloud.settle()
+
+    assert len(cloud.fake.sent_by_callback_data()[message["id"]]) == 1
+    assert (await cloud.message(message["id"]))["status"] in ("sent", "delivered", "read")
 
 
 async def test_a_customer_who_stopped_marketing_on_whatsapp_is_recorded_as_opted_out(cloud, client, tenant):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -119,3 +120,36 @@ async def test_an_expired_lease_is_claimed_again_and_the_late_worker_rolls_back(
     async with runtime.database.sessions() as session:
         assert await session.get(Organization, "org_late") is None
     assert (await _job(runtime, job_id)).status == "done"
+
+
+slow_job_may_finish = asyncio.Event()
+
+
+@runner.stepwise_task("test.slow")
+async def _slow(_runtime, _job, _lease):
+    await slow_job_may_finish.wait()
+
+
+async def test_a_long_job_does_not_hold_back_the_jobs_claimed_after_it(runtime):
+    slow_job_may_finish.clear()
+    calls.clear()
+    async with runtime.database.transaction() as session:
+        enqueue(session, kind="test.slow", payload={}, organization_id=None)
+    stop = asyncio.Event()
+    worker = Worker(runtime, batch_size=4, poll_interval=0.05)
+    running = asyncio.create_task(worker.run_forever(stop))
+    try:
+        await asyncio.sleep(0.2)  # the slow job is claimed and is running
+        for n in range(12):
+            await _enqueue(runtime, name=f"fast{n}")
+        for _ in range(200):
+            if len(calls) == 12:
+                break
+            await asyncio.sleep(0.05)
+        # All twelve ran, three slots at a time, while the slow one still held the fourth.
+        assert sorted(calls) == sorted(f"fast{n}" for n in range(12))
+        assert not running.done()
+    finally:
+        slow_job_may_finish.set()
+        stop.set()
+        await asyncio.wait_for(running, timeout=10)

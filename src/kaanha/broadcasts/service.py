@@ -31,6 +31,7 @@ from kaanha.events.service import emit
 from kaanha.kit.clock import now
 from kaanha.kit.ids import new_id
 from kaanha.kit.pagination import Page, PageRequest
+from kaanha.messages.service import SEND_JOB
 from kaanha.messages.status import advance_status
 from kaanha.models import Broadcast, BroadcastRecipient, Contact, Message
 from kaanha.organizations.plans import broadcast_limit, plan_name
@@ -324,7 +325,25 @@ async def resume_broadcast(session: AsyncSession, *, organization_id: str, broad
         values={"status": "running", "paused_at": None, "status_reason": None},
     )
     _start_dispatch(session, broadcast)
+    await _send_held_messages(session, broadcast)
     return await announce(session, broadcast, event_types.BROADCAST_RESUMED)
+
+
+async def _send_held_messages(session: AsyncSession, broadcast: Broadcast) -> None:
+    """Queue again the sends that found the broadcast paused and stood down (a few seconds' worth).
+
+    One whose first job hasn't run yet gets a second: harmless, only one job can hand a message over.
+    """
+    held = await session.scalars(
+        select(Message.id).where(
+            Message.organization_id == broadcast.organization_id,
+            Message.broadcast_id == broadcast.id,
+            Message.status == "queued",
+            Message.dispatched_at.is_(None),
+        )
+    )
+    for message_id in held:
+        enqueue(session, kind=SEND_JOB, payload={"messageId": message_id}, organization_id=broadcast.organization_id)
 
 
 async def cancel_broadcast(session: AsyncSession, *, organization_id: str, broadcast_id: str) -> BroadcastOut:

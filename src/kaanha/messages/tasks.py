@@ -48,8 +48,6 @@ UNCONFIRMED_EXPLANATION = (
 
 # A number's send slots free up within a second; a paced job comes back that soon.
 PACED_RETRY = timedelta(milliseconds=500)
-# A message of a paused broadcast looks again this often (it goes once the broadcast resumes).
-PAUSED_RETRY = timedelta(seconds=2)
 
 
 class InDoubt(Enum):
@@ -150,7 +148,7 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
         if message is None or message.status != "queued":
             return  # deleted with its contact, confirmed by a webhook, or already handled
         if message.broadcast_id is not None and await _broadcast_paused(session, message):
-            raise RetryLater("its broadcast is paused", delay=PAUSED_RETRY, count_attempt=False)
+            return  # it waits, unsent: resuming the broadcast queues its send again
         if message.dispatched_at is None and (refusal := await _consent_withdrawn(session, message)):
             await lease.hold(session)
             await _withdraw(session, message, refusal)
@@ -182,9 +180,7 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
             return
         await lease.hold(session)  # still ours, and now for a full lease, before Meta may get it
         if not await _hand_over(session, message):
-            if message.broadcast_id is not None and await _broadcast_paused(session, message):
-                raise RetryLater("its broadcast is paused", delay=PAUSED_RETRY, count_attempt=False)
-            return  # cancelled (with its broadcast) while we prepared it
+            return  # cancelled or paused with its broadcast, or taken by another job, while we prepared it
     await _dispatch(runtime, job, message, provider, prepared)
 
 
@@ -218,9 +214,19 @@ async def _broadcast_paused(session: AsyncSession, message: Message) -> bool:
 
 
 async def _hand_over(session: AsyncSession, message: Message) -> bool:
-    """Mark the message as on its way to WhatsApp, unless it stopped being `queued` meanwhile."""
+    """Mark the message as on its way to WhatsApp, unless something else moved it meanwhile.
+
+    The condition is the state this job read: still `queued`, and `dispatched_at` as it was, so of two
+    jobs for one message (a resumed broadcast queues sends again) only one ever hands it over.
+    """
     moment = now()
-    handed = update(Message).where(Message.id == message.id, Message.status == "queued")
+    handed = update(Message).where(
+        Message.id == message.id,
+        Message.status == "queued",
+        Message.dispatched_at.is_(None)
+        if message.dispatched_at is None
+        else Message.dispatched_at == message.dispatched_at,
+    )
     if message.broadcast_id is not None:
         # Paused since the check above: it waits with the others.
         handed = handed.where(

@@ -165,8 +165,7 @@ class Worker:
         Concurrently, because most jobs wait on the network (Meta answers a send in ~100 ms): one
         at a time, a worker could not reach a number's 80 messages a second.
         """
-        async with self.runtime.database.transaction() as session:
-            jobs = await claim(session, worker_id=self.worker_id, limit=self.batch_size, lease=self.lease)
+        jobs = await self._claim(self.batch_size)
         await asyncio.gather(*(self._run(job) for job in jobs))
         return len(jobs)
 
@@ -231,25 +230,49 @@ class Worker:
                 await give_up(session, self.runtime, job, error)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set: run due jobs, then sleep until the next is due or a wake-up."""
+        """Work until `stop` is set, keeping up to `batch_size` jobs running; then finish those running.
+
+        A slot is refilled as soon as its job ends, so one long job (a broadcast's dispatch step) never
+        holds the others back; with nothing due, it sleeps until the next job is due or a wake-up.
+        """
         wake = wake_event()
+        slot_freed = asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slot_freed.set()
+
         while not stop.is_set():
             await self._run_due_periodic()
+            wait = self.poll_interval
+            free = self.batch_size - len(running)
+            # A claim per finished job would cost a transaction each: wait for a quarter of the slots.
+            worth_claiming = free >= max(1, self.batch_size // 4) or not running
             try:
-                claimed = await self.run_once()
-                if claimed:
-                    continue
-                async with self.runtime.database.sessions() as session:
-                    due = await next_due_at(session)
+                jobs = await self._claim(free) if worth_claiming else []
+                for job in jobs:
+                    task = asyncio.create_task(self._run(job))
+                    running.add(task)
+                    task.add_done_callback(finished)
+                if jobs and len(running) < self.batch_size:
+                    continue  # there may be more due right now
+                if not jobs and worth_claiming:
+                    async with self.runtime.database.sessions() as session:
+                        due = await next_due_at(session)
+                    if due is not None:
+                        wait = max(0.0, min(wait, (due - now()).total_seconds()))
             except Exception:
                 logger.exception("worker loop error; retrying shortly")
-                due = None
-            wait = self.poll_interval
-            if due is not None:
-                wait = max(0.0, min(wait, (due - now()).total_seconds()))
             wake.clear()
+            slot_freed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(wake, stop), timeout=wait)
+                await asyncio.wait_for(_first(wake, stop, slot_freed), timeout=wait)
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _claim(self, limit: int) -> list[Job]:
+        async with self.runtime.database.transaction() as session:
+            return await claim(session, worker_id=self.worker_id, limit=limit, lease=self.lease)
 
     async def _run_due_periodic(self) -> None:
         for name, due in self.periodic_due.items():
