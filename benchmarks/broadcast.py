@@ -94,6 +94,8 @@ class BroadcastOptions:
     fake_throughput: int
     fake_webhook_batch: int
     settle_timeout: float
+    # Measure this many seconds of sending, then cancel the rest (0: until completed).
+    window_seconds: float = 0.0
 
 
 @dataclass
@@ -187,13 +189,15 @@ def _broadcast_run(backend: str, admin_url: str | None, options: BroadcastOption
             worker_cpu = cpu_seconds(worker) - cpu_before
             peak_hwm = memory(worker.pid).get("VmHWM", 0)
             stats = httpx.get(f"{fake_url}/_fake/stats", timeout=10).json()
-    _check(final, stats, count)
+    _check(final, stats, count, windowed=bool(options.window_seconds))
     completed = samples[-1].at - posted
+    sent_count = int(final["counts"]["sent"])
     rate, steady = _steady_rate(samples, count)
     peak_sampled = max(sample.rss for sample in samples)
     peak = max(peak_hwm, peak_sampled)
     log(
-        f"{label}: completed {completed:.1f} s after the POST; {rate:,.0f} messages/s over the steady part "
+        f"{label}: {sent_count:,} sent, {'cancelled' if options.window_seconds else 'completed'} "
+        f"{completed:.1f} s after the POST; {rate:,.0f} messages/s over the steady part "
         f"({steady:.1f} s) against a pace of {pace:,}; worker peak {_mib(peak)} vs {_mib(idle)} idle "
         f"({peak / idle:.2f}x), {worker_cpu:.1f} CPU s"
     )
@@ -209,7 +213,9 @@ def _broadcast_run(backend: str, admin_url: str | None, options: BroadcastOption
         "steadySeconds": steady,
         "firstSendSeconds": _first_send(samples, posted),
         "completedSeconds": completed,
-        "overallMessagesPerSecond": count / completed if completed > 0 else 0.0,
+        "overallMessagesPerSecond": sent_count / completed if completed > 0 else 0.0,
+        "sent": sent_count,
+        "windowSeconds": options.window_seconds,
         "workerIdleRssBytes": idle,
         "workerPeakRssBytes": peak,
         "workerPeakHwmBytes": peak_hwm,
@@ -346,6 +352,12 @@ def _follow(
         samples.append(Sample(time.time(), accepted, memory(worker.pid).get("VmRSS", 0)))
         if len(samples) > 1 and accepted != samples[-2].accepted:
             moved_at = time.monotonic()
+        if options.window_seconds and samples[-1].at - posted >= options.window_seconds:
+            cancelled = client.post(f"{API}/broadcasts/{broadcast_id}/cancel")
+            if cancelled.status_code != 200:
+                raise BenchmarkError(f"{label}: cancel answered {cancelled.status_code}: {cancelled.text[:300]}")
+            log(f"{label}: the {options.window_seconds:g} s window is over; the rest is cancelled")
+            return samples, _settled_after_cancel(client, broadcast_id)
         if accepted >= options.recipients or time.monotonic() - last_progress >= PROGRESS_SECONDS:
             broadcast = _get(client, broadcast_id)
             if broadcast["status"] == "completed":
@@ -358,6 +370,16 @@ def _follow(
         if time.monotonic() - moved_at > options.settle_timeout:
             raise BenchmarkError(f"{label}: stuck at {accepted:,} sends for {options.settle_timeout:g} s")
         time.sleep(SAMPLE_SECONDS)
+
+
+def _settled_after_cancel(client: httpx.Client, broadcast_id: str) -> dict[str, Any]:
+    """The broadcast once the sends in flight at the cancel have their answers (nothing left queued)."""
+    for _ in range(120):
+        broadcast = _get(client, broadcast_id)
+        if broadcast["counts"]["queued"] == 0:
+            return broadcast
+        time.sleep(0.5)
+    return broadcast
 
 
 def _get(client: httpx.Client, broadcast_id: str) -> dict[str, Any]:
@@ -387,27 +409,30 @@ def _first_send(samples: list[Sample], posted: float) -> float | None:
 
 
 def _steady_rate(samples: list[Sample], count: int) -> tuple[float, float]:
-    """Sends per second between the samples where 10% and 90% of the recipients had reached the fake.
+    """Sends per second between the samples where 10% and 90% of the sends had reached the fake.
 
-    That leaves out the start (the recipients written, the first batches queued) and the tail.
+    That leaves out the start (the recipients written, the first batches queued) and the tail. Of a
+    measuring window, the sends made in it count (the rest of the audience was cancelled).
     """
-    low = next((sample for sample in samples if sample.accepted >= count * 0.1), samples[-1])
-    high = next((sample for sample in samples if sample.accepted >= count * 0.9), samples[-1])
+    reached = min(count, samples[-1].accepted)
+    low = next((sample for sample in samples if sample.accepted >= reached * 0.1), samples[-1])
+    high = next((sample for sample in samples if sample.accepted >= reached * 0.9), samples[-1])
     seconds = high.at - low.at
     if seconds <= 0:
         return 0.0, 0.0
     return (high.accepted - low.accepted) / seconds, seconds
 
 
-def _check(final: dict[str, Any], stats: dict[str, Any], count: int) -> None:
-    """Every recipient sent once: the counts say so, and the fake accepted exactly that many sends."""
+def _check(final: dict[str, Any], stats: dict[str, Any], count: int, *, windowed: bool) -> None:
+    """Every recipient sent once (or, cancelled after a window, once or not at all): counts and the fake agree."""
     counts = final["counts"]
     problems = []
-    expected = {"total": count, "sent": count, "queued": 0, "failed": 0, "skipped": 0, "cancelled": 0}
+    sent = stats["accepted"] if windowed else count
+    expected = {"total": count, "sent": sent, "queued": 0, "failed": 0, "skipped": 0, "cancelled": count - sent}
     got = {name: counts[name] for name in expected}
     if got != expected:
         problems.append(f"counts {got}, expected {expected}")
-    if stats["accepted"] != count or stats["refused"]:
+    if stats["accepted"] != sent or stats["refused"]:
         problems.append(f"the fake accepted {stats['accepted']:,} sends (refused: {stats['refused']}) for {count:,}")
     if problems:
         raise BenchmarkError("broadcast: " + "; ".join(problems))
