@@ -13,7 +13,7 @@ from kaanha.app import create_app
 from kaanha.config import RateLimitSettings
 from kaanha.kit.clock import clock, now
 from kaanha.kit.ids import new_id
-from kaanha.models import Broadcast, Contact, ContactTag, Event, Message, Template, WebhookDelivery
+from kaanha.models import Broadcast, Contact, ContactTag, Conversation, Event, Message, Template, WebhookDelivery
 from kaanha.runtime import Runtime
 from kaanha.worker.runner import Worker, drain
 from tests.conftest import API, Tenant, make_tenant
@@ -618,3 +618,54 @@ async def test_started_and_completed_events_reach_webhooks(client, tenant, runti
     assert events[1].data["id"] == broadcast["id"]
     assert events[1].data["counts"]["sent"] == 2
     assert deliveries == 2
+
+
+# --- threads ------------------------------------------------------------------------------------------------
+
+
+async def test_each_message_joins_its_contacts_thread_and_only_new_threads_are_announced(client, tenant, runtime):
+    open_, resolved, new = await add_contacts(runtime, tenant, 3)
+    earlier = now() - timedelta(days=3)
+    threads = {
+        "open": Conversation(id=new_id("cnv"), contact_id=open_, status="OPEN", last_message_at=earlier),
+        "old resolved of open": Conversation(
+            id=new_id("cnv"), contact_id=open_, status="RESOLVED", resolved_at=earlier, last_message_at=earlier
+        ),
+        "older resolved": Conversation(
+            id=new_id("cnv"), contact_id=resolved, status="RESOLVED", resolved_at=earlier, last_message_at=earlier
+        ),
+        "latest resolved": Conversation(
+            id=new_id("cnv"), contact_id=resolved, status="RESOLVED", resolved_at=earlier, last_message_at=earlier
+        ),
+    }
+    async with runtime.database.transaction() as session:
+        for offset, conversation in enumerate(threads.values()):
+            conversation.organization_id = tenant.organization_id
+            conversation.created_at = earlier + timedelta(hours=offset)
+            session.add(conversation)
+
+    broadcast = (await create(client, tenant)).json()
+    settled = await run_until_settled(runtime, client, tenant, broadcast["id"])
+
+    assert settled["counts"]["sent"] == 3
+    by_contact = {m.contact_id: m for m in await broadcast_messages(runtime, broadcast["id"])}
+    async with runtime.database.sessions() as session:
+        conversations = {c.id: c for c in await session.scalars(select(Conversation))}
+        contacts = {c.id: c for c in await session.scalars(select(Contact))}
+        created = list(await session.scalars(select(Event).where(Event.type == "conversation.created")))
+    assert by_contact[open_].conversation_id == threads["open"].id
+    # Our own message joins the latest resolved thread without reopening it, as a single send does.
+    assert by_contact[resolved].conversation_id == threads["latest resolved"].id
+    assert conversations[threads["latest resolved"].id].status == "RESOLVED"
+    opened = conversations[by_contact[new].conversation_id]
+    assert opened.id not in {t.id for t in threads.values()}
+    assert (opened.contact_id, opened.status, opened.unread_count) == (new, "OPEN", 0)
+    assert len(conversations) == 5
+    assert [(e.data["id"], e.data["contact"]["id"]) for e in created] == [(opened.id, new)]
+    assert created[0].data["lastMessageAt"] is not None
+    for contact_id, message in by_contact.items():
+        thread = conversations[message.conversation_id]
+        assert thread.last_message_at == message.created_at
+        assert contacts[contact_id].last_message_at == message.created_at
+    for untouched in ("old resolved of open", "older resolved"):
+        assert conversations[threads[untouched].id].last_message_at == earlier

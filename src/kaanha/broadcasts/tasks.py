@@ -28,7 +28,7 @@ from kaanha.contacts import fields
 from kaanha.errors import KaanhaError
 from kaanha.events import types as event_types
 from kaanha.kit.clock import now
-from kaanha.messages.service import queue_broadcast_message
+from kaanha.messages.service import queue_broadcast_messages
 from kaanha.models import Broadcast, BroadcastRecipient, Contact, Job, Message, Template
 from kaanha.organizations.repository import get_connection, get_organization
 from kaanha.runtime import Runtime
@@ -142,8 +142,23 @@ async def _queue_next(session: AsyncSession, runtime: Runtime, broadcast: Broadc
         await _pause_for_template(session, broadcast, template)
         return Step(done=True)
     broadcast.category = template.category
+    to_queue: list[tuple[BroadcastRecipient, Contact, dict[str, Any]]] = []
     for recipient, contact in batch:
-        await _queue_one(session, runtime, broadcast, template, recipient, contact)
+        content = await _content_or_skip(runtime, broadcast, template, recipient, contact)
+        if content is not None:
+            to_queue.append((recipient, contact, content))
+    # One set of statements for the whole batch (not one round of them per recipient): the broadcast's
+    # row lock is held all along, and a 100,000-recipient broadcast is 500 such steps.
+    messages = await queue_broadcast_messages(
+        session,
+        organization_id=broadcast.organization_id,
+        broadcast_id=broadcast.id,
+        items=[(contact, content) for _, contact, content in to_queue],
+    )
+    for (recipient, _, _), message in zip(to_queue, messages, strict=True):
+        recipient.status = "queued"
+        recipient.message_id = message.id
+        recipient.queued_at = message.created_at
     return Step()
 
 
@@ -203,36 +218,28 @@ async def _skip_reason(
     return None
 
 
-async def _queue_one(
-    session: AsyncSession,
+async def _content_or_skip(
     runtime: Runtime,
     broadcast: Broadcast,
     template: Template,
     recipient: BroadcastRecipient,
     contact: Contact,
-) -> None:
+) -> dict[str, Any] | None:
+    """The message content for this recipient, or None when it is skipped (with the reason recorded)."""
     missing: list[str] = []
     components = fields.render_structure(broadcast.components, contact, missing)
     reason = await _skip_reason(runtime, broadcast, template, contact, components, missing)
     if reason is not None:
         recipient.status = "skipped"
         recipient.skip_reason = reason
-        return
-    message = await queue_broadcast_message(
-        session,
-        contact=contact,
-        content={
-            "templateName": template.name,
-            "language": template.language,
-            "components": components,
-            "category": template.category,
-            "preview": render_preview(template, components),
-        },
-        broadcast_id=broadcast.id,
-    )
-    recipient.status = "queued"
-    recipient.message_id = message.id
-    recipient.queued_at = message.created_at
+        return None
+    return {
+        "templateName": template.name,
+        "language": template.language,
+        "components": components,
+        "category": template.category,
+        "preview": render_preview(template, components),
+    }
 
 
 async def _pause_for_template(session: AsyncSession, broadcast: Broadcast, template: Template | None) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kaanha.contacts.repository import ContactRepository
 from kaanha.contacts.service import contact_out
@@ -220,3 +222,123 @@ async def thread_for_message(
     if event_type is not None:
         await announce(session, conversation, contact, event_type)
     return conversation
+
+
+async def threads_for_outbound(
+    session: AsyncSession, *, organization_id: str, contacts: list[Contact], at: datetime
+) -> dict[str, Conversation]:
+    """The conversation each of our messages to `contacts` (distinct) at `at` joins, by contact id.
+
+    `thread_for_message` for outbound messages, for many contacts with a constant number of
+    statements: each contact's thread is its active conversation, else its latest resolved one
+    (joined, not reopened); a contact without any gets a new OPEN one and `conversation.created`.
+    lastMessageAt moves forward only, and nothing else is announced.
+    """
+    if not contacts:
+        return {}
+    threads = await _latest_for_contacts(session, organization_id, [contact.id for contact in contacts])
+    existing = list(threads.values())
+    if existing:
+        await _touch_threads(session, organization_id, existing, at)
+    missing = [contact for contact in contacts if contact.id not in threads]
+    if missing:
+        threads.update(await _open_threads(session, organization_id, missing, at))
+    return threads
+
+
+async def _latest_for_contacts(
+    session: AsyncSession, organization_id: str, contact_ids: list[str]
+) -> dict[str, Conversation]:
+    # The same choice as ConversationRepository.latest_for_contact, for every contact in one query.
+    ranked = (
+        select(
+            Conversation.id,
+            func.row_number()
+            .over(
+                partition_by=Conversation.contact_id,
+                order_by=((Conversation.status == "RESOLVED").asc(), Conversation.created_at.desc()),
+            )
+            .label("rank"),
+        )
+        .where(Conversation.organization_id == organization_id, Conversation.contact_id.in_(contact_ids))
+        .subquery()
+    )
+    found = await session.scalars(
+        ConversationRepository(session, organization_id)
+        .select()
+        .join(ranked, ranked.c.id == Conversation.id)
+        .where(ranked.c.rank == 1)
+    )
+    return {conversation.contact_id: conversation for conversation in found}
+
+
+async def _touch_threads(
+    session: AsyncSession, organization_id: str, conversations: list[Conversation], at: datetime
+) -> None:
+    """lastMessageAt to `at` unless later already (in the database, so a concurrent move is kept)."""
+    moment = now()
+    at_value = literal(at, Conversation.last_message_at.type)
+    await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.organization_id == organization_id,
+            Conversation.id.in_([conversation.id for conversation in conversations]),
+        )
+        .values(
+            last_message_at=case(
+                (or_(Conversation.last_message_at.is_(None), Conversation.last_message_at < at_value), at_value),
+                else_=Conversation.last_message_at,
+            ),
+            updated_at=moment,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    for conversation in conversations:
+        latest = max(filter(None, [conversation.last_message_at, at]))
+        set_committed_value(conversation, "last_message_at", latest)
+        set_committed_value(conversation, "updated_at", moment)
+
+
+async def _open_threads(
+    session: AsyncSession, organization_id: str, contacts: list[Contact], at: datetime
+) -> dict[str, Conversation]:
+    """A new OPEN conversation for each of `contacts`, announced; all in one INSERT when nothing races.
+
+    An inbound message may open one of them concurrently (the one-active-per-contact index): then
+    this insert is undone whole and each contact goes through `thread_for_message`, which copes.
+    """
+    moment = now()
+    new = [
+        Conversation(
+            id=new_id("cnv"),
+            organization_id=organization_id,
+            contact_id=contact.id,
+            status="OPEN",
+            unread_count=0,
+            last_message_at=at,
+            created_at=at,
+            updated_at=moment,
+        )
+        for contact in contacts
+    ]
+    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add_all(new)
+            await session.flush()
+    except IntegrityError:
+        return {
+            contact.id: await thread_for_message(
+                session, organization_id=organization_id, contact=contact, inbound=False, at=at
+            )
+            for contact in contacts
+        }
+    tags = await ContactRepository(session, organization_id).tags_for([contact.id for contact in contacts])
+    for conversation, contact in zip(new, contacts, strict=True):
+        await emit(
+            session,
+            organization_id=organization_id,
+            type=event_types.CONVERSATION_CREATED,
+            data=conversation_out(conversation, contact, tags.get(contact.id, [])),
+        )
+    return {conversation.contact_id: conversation for conversation in new}

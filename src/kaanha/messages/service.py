@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import literal, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kaanha.broadcasts.replies import note_reply
 from kaanha.consent.service import apply_keyword, require_marketing_consent
 from kaanha.contacts.repository import ContactRepository
-from kaanha.contacts.service import ensure_contact, normalize_for_organization, note_outbound
+from kaanha.contacts.service import ensure_contact, normalize_for_organization
 from kaanha.conversations.repository import ConversationRepository
-from kaanha.conversations.service import thread_for_message
+from kaanha.conversations.service import thread_for_message, threads_for_outbound
 from kaanha.conversations.window import is_window_open, require_open_window
 from kaanha.errors import InvalidRequest
 from kaanha.events import types as event_types
@@ -168,15 +170,97 @@ async def queue_broadcast_message(
 
     To the contact the broadcast loaded (and checked the opt-in of), never to another found by phone.
     """
-    return await _store_outbound(
-        session,
-        organization_id=contact.organization_id,
-        phone=contact.phone,
-        message_type="template",
+    (message,) = await queue_broadcast_messages(
+        session, organization_id=contact.organization_id, broadcast_id=broadcast_id, items=[(contact, content)]
+    )
+    return message
+
+
+async def queue_broadcast_messages(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    broadcast_id: str,
+    items: list[tuple[Contact, dict[str, Any]]],
+) -> list[Message]:
+    """Store a batch of a broadcast's template messages `queued` with their send jobs, in item order.
+
+    What `_store_outbound` does for one message, for many with a constant number of statements: to the
+    contacts the broadcast loaded (distinct, opt-in checked), each message in its contact's thread
+    (opened when the contact has none, as for a single send), lastMessageAt moved forward only.
+    """
+    if not items:
+        return []
+    moment = now()
+    contacts = list({contact.id: contact for contact, _ in items}.values())
+    await _note_outbound_many(session, organization_id, contacts, moment)
+    threads = await threads_for_outbound(session, organization_id=organization_id, contacts=contacts, at=moment)
+    messages = [
+        _outbound(
+            organization_id=organization_id,
+            conversation_id=threads[contact.id].id,
+            contact_id=contact.id,
+            message_type="template",
+            content=content,
+            reply_to=None,
+            broadcast_id=broadcast_id,
+            at=moment,
+        )
+        for contact, content in items
+    ]
+    session.add_all(messages)
+    for message in messages:
+        enqueue(session, kind=SEND_JOB, payload={"messageId": message.id}, organization_id=organization_id)
+    await session.flush()
+    return messages
+
+
+async def _note_outbound_many(
+    session: AsyncSession, organization_id: str, contacts: list[Contact], at: datetime
+) -> None:
+    """`note_outbound` for many contacts in one UPDATE (forward only, as `note_outbound` moves it)."""
+    moment = now()
+    at_value = literal(at, Contact.last_message_at.type)
+    await session.execute(
+        update(Contact)
+        .where(
+            Contact.organization_id == organization_id,
+            Contact.id.in_([contact.id for contact in contacts]),
+            or_(Contact.last_message_at.is_(None), Contact.last_message_at < at_value),
+        )
+        .values(last_message_at=at_value, updated_at=moment),
+        execution_options={"synchronize_session": False},
+    )
+    for contact in contacts:
+        if contact.last_message_at is None or at > contact.last_message_at:
+            set_committed_value(contact, "last_message_at", at)
+            set_committed_value(contact, "updated_at", moment)
+
+
+def _outbound(
+    *,
+    organization_id: str,
+    conversation_id: str,
+    contact_id: str,
+    message_type: str,
+    content: dict[str, Any],
+    reply_to: Message | None,
+    broadcast_id: str | None,
+    at: datetime,
+) -> Message:
+    return Message(
+        id=new_id("msg"),
+        organization_id=organization_id,
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        direction="outbound",
+        type=message_type,
+        status="queued",
+        status_rank=STATUS_RANK["queued"],
         content=content,
-        reply_to=None,
+        reply_to_id=reply_to.id if reply_to else None,
         broadcast_id=broadcast_id,
-        contact=contact,
+        created_at=at,
     )
 
 
@@ -188,30 +272,22 @@ async def _store_outbound(
     message_type: str,
     content: dict[str, Any],
     reply_to: Message | None,
-    broadcast_id: str | None = None,
-    contact: Contact | None = None,
 ) -> Message:
     moment = now()
-    if contact is None:
-        contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
-    else:
-        note_outbound(contact, moment)
+    contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
     conversation = await thread_for_message(
         session, organization_id=organization_id, contact=contact, inbound=False, at=moment
     )
     message = MessageRepository(session, organization_id).add(
-        Message(
-            id=new_id("msg"),
+        _outbound(
+            organization_id=organization_id,
             conversation_id=conversation.id,
             contact_id=contact.id,
-            direction="outbound",
-            type=message_type,
-            status="queued",
-            status_rank=STATUS_RANK["queued"],
+            message_type=message_type,
             content=content,
-            reply_to_id=reply_to.id if reply_to else None,
-            broadcast_id=broadcast_id,
-            created_at=moment,
+            reply_to=reply_to,
+            broadcast_id=None,
+            at=moment,
         )
     )
     await session.flush()
