@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from kaanha.testing.databases import scratch_postgres_database
 from tests.e2e.test_serve_process import KAANHA
 
 
@@ -37,3 +40,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def crash_test_database(folder: Path, *, prefix: str) -> Iterator[str]:
+    """A database of the test's own: SQLite in `folder`, or a scratch PostgreSQL one when the suite runs on it."""
+    requested = os.environ.get("KAANHA_TEST_DATABASE_URL")
+    if not requested:
+        yield f"sqlite+aiosqlite:///{folder / 'kaanha.db'}"
+        return
+    with scratch_postgres_database(requested, prefix=prefix) as url:
+        yield url

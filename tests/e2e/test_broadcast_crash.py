@@ -27,9 +27,8 @@ from sqlalchemy.engine import make_url
 
 from kaanha.kit.ids import new_id
 from kaanha.models import Contact, ContactTag, Message
-from kaanha.testing.databases import scratch_postgres_database
 from kaanha.testing.fake_graph import FakeGraphAPI, FakeGraphServer
-from tests.e2e.processes import start, stop, wait_for
+from tests.e2e.processes import crash_test_database, start, stop, wait_for
 from tests.e2e.test_serve_process import API, free_port, kaanha, kaanha_json
 
 TOKEN = "EAAG-broadcast-crash-token"
@@ -46,11 +45,7 @@ MESSAGES_PER_SECOND = 1000
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
-    requested = os.environ.get("KAANHA_TEST_DATABASE_URL")
-    if not requested:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'kaanha.db'}"
-        return
-    with scratch_postgres_database(requested, prefix="kaanha_broadcast_crash") as url:
+    with crash_test_database(tmp_path, prefix="kaanha_broadcast_crash") as url:
         yield url
 
 

@@ -11,7 +11,7 @@ from kaanha.kit.schemas import RequestSchema, Schema, Timestamp
 BroadcastStatus = Literal["scheduled", "running", "paused", "completed", "cancelled"]
 RecipientStatus = Literal["pending", "queued", "sent", "delivered", "read", "failed", "skipped", "cancelled"]
 # Recipients can also be listed by whether they replied.
-RecipientFilter = Literal["pending", "queued", "sent", "delivered", "read", "failed", "skipped", "cancelled", "replied"]
+RecipientFilter = Literal[RecipientStatus, "replied"]
 MAX_AUDIENCE_TAGS = 20
 MAX_AUDIENCE_CONTACT_IDS = 10_000
 

@@ -208,11 +208,6 @@ async def ensure_contact(
     return contact
 
 
-def note_outbound(contact: Contact, at: datetime) -> None:
-    """A message to `contact` is being stored at `at` (its lastMessageAt moves; no event, as in ensure_contact)."""
-    _touch(contact, at, inbound=False)
-
-
 def _touch(contact: Contact, at: datetime | None, *, inbound: bool) -> None:
     """A message at `at`: never moves the times backwards, as webhooks may arrive out of order."""
     if at is None:

@@ -163,19 +163,6 @@ async def _resolve_reaction_target(
     return {**content, "messageId": target.id, "whatsappMessageId": target.whatsapp_message_id}
 
 
-async def queue_broadcast_message(
-    session: AsyncSession, *, contact: Contact, content: dict[str, Any], broadcast_id: str
-) -> Message:
-    """Store a broadcast's template message `queued` with its send job; the broadcast checked it already.
-
-    To the contact the broadcast loaded (and checked the opt-in of), never to another found by phone.
-    """
-    (message,) = await queue_broadcast_messages(
-        session, organization_id=contact.organization_id, broadcast_id=broadcast_id, items=[(contact, content)]
-    )
-    return message
-
-
 async def queue_broadcast_messages(
     session: AsyncSession,
     *,
@@ -218,7 +205,7 @@ async def queue_broadcast_messages(
 async def _note_outbound_many(
     session: AsyncSession, organization_id: str, contacts: list[Contact], at: datetime
 ) -> None:
-    """`note_outbound` for many contacts in one UPDATE (forward only, as `note_outbound` moves it)."""
+    """Move many contacts' lastMessageAt to `at` in one UPDATE, forward only (as `ensure_contact` does for one)."""
     moment = now()
     at_value = literal(at, Contact.last_message_at.type)
     await session.execute(

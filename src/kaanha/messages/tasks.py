@@ -29,7 +29,7 @@ from kaanha.kit.clock import now
 from kaanha.messages.repository import MessageRepository
 from kaanha.messages.service import SEND_JOB
 from kaanha.messages.status import advance_status
-from kaanha.models import Broadcast, InboundEvent, Job, Message, WhatsAppConnection
+from kaanha.models import Broadcast, Contact, InboundEvent, Job, Message, WhatsAppConnection
 from kaanha.organizations.repository import get_connection
 from kaanha.runtime import Runtime
 from kaanha.whatsapp.cloud_api.errors import ACCESS_TOKEN_INVALID, MARKETING_STOPPED
@@ -108,9 +108,11 @@ async def _fail(
     )
 
 
-async def _outbound(session: AsyncSession, message: Message, connection: WhatsAppConnection) -> Outbound:
+async def _outbound(
+    session: AsyncSession, message: Message, connection: WhatsAppConnection, contact: Contact | None
+) -> Outbound:
     messages = MessageRepository(session, message.organization_id)
-    contact = await ContactRepository(session, message.organization_id).get(message.contact_id)
+    contact = contact or await ContactRepository(session, message.organization_id).get(message.contact_id)
     reply_to = await messages.find(message.reply_to_id) if message.reply_to_id else None
     return Outbound(
         message=message,
@@ -149,7 +151,8 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
             return  # deleted with its contact, confirmed by a webhook, or already handled
         if message.broadcast_id is not None and await _broadcast_paused(session, message):
             return  # it waits, unsent: resuming the broadcast queues its send again
-        if message.dispatched_at is None and (refusal := await _consent_withdrawn(session, message)):
+        contact = await _marketing_contact(session, message)
+        if message.dispatched_at is None and contact is not None and (refusal := marketing_block_reason(contact)):
             await lease.hold(session)
             await _withdraw(session, message, refusal)
             return
@@ -169,7 +172,7 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
         try:
             # Pacing and uploads come before anything is written: no lock is held while they wait.
             await provider.pace()
-            prepared = await provider.prepare(session, await _outbound(session, message, connection))
+            prepared = await provider.prepare(session, await _outbound(session, message, connection, contact))
         except Paced as error:
             raise RetryLater(str(error), delay=PACED_RETRY, count_attempt=False) from error
         except ProviderError as error:
@@ -184,12 +187,11 @@ async def send_queued_message(runtime: Runtime, job: Job, lease: Lease) -> None:
     await _dispatch(runtime, job, message, provider, prepared)
 
 
-async def _consent_withdrawn(session: AsyncSession, message: Message) -> str | None:
-    """Why a queued marketing message may no longer go: the customer opted out since it was queued."""
+async def _marketing_contact(session: AsyncSession, message: Message) -> Contact | None:
+    """The contact of a marketing message, read now: the customer may have opted out since it was queued."""
     if message.content.get("category") != "MARKETING":
         return None
-    contact = await ContactRepository(session, message.organization_id).find(message.contact_id)
-    return marketing_block_reason(contact)
+    return await ContactRepository(session, message.organization_id).get(message.contact_id)
 
 
 async def _withdraw(session: AsyncSession, message: Message, reason: str) -> None:
