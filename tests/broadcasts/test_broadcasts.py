@@ -404,6 +404,18 @@ async def queue_first_batch(runtime: Runtime) -> None:
     await Worker(runtime).run_once()
 
 
+async def test_the_audience_is_queued_a_batch_at_a_time_at_the_connections_pace(client, tenant, runtime, frozen_clock):
+    await add_contacts(runtime, tenant, 500)
+    broadcast = (await create(client, tenant)).json()
+
+    await queue_first_batch(runtime)
+
+    # Two seconds of the default 80 messages/s are queued; the other recipients wait, written but pending.
+    assert len(await broadcast_messages(runtime, broadcast["id"])) == 160
+    pending = await client.get(f"{API}/broadcasts/{broadcast['id']}/recipients?status=pending", headers=tenant.headers)
+    assert pending.json()["pagination"]["total"] == 340
+
+
 async def test_pause_stops_sending_and_resume_sends_everyone_exactly_once(client, tenant, runtime, frozen_clock):
     ids = await add_contacts(runtime, tenant, 300)
     broadcast = (await create(client, tenant)).json()
