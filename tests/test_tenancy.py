@@ -28,6 +28,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/whatsapp-api/contacts/{contact_id}"): {"name": "Hijacked", "tags": ["stolen"]},
     ("PATCH", "/api/whatsapp-api/chats/{conversation_id}"): {"status": "RESOLVED"},
     ("PATCH", "/api/whatsapp-api/webhooks/{webhook_id}"): {"description": "Hijacked", "enabled": False},
+    ("PATCH", "/api/whatsapp-api/quick-replies/{quick_reply_id}"): {"text": "Hijacked"},
 }
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
@@ -99,6 +100,10 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
         },
     )
     assert broadcast.status_code == 201, broadcast.text
+    quick_reply = await client.post(
+        f"{API}/quick-replies", headers=headers, json={"shortcut": "theirs", "text": "Their saved answer"}
+    )
+    assert quick_reply.status_code == 201, quick_reply.text
     message = inbound.json()
     async with runtime.database.transaction() as session:
         event = await emit(session, organization_id=other_tenant.organization_id, type="contact.updated", data={})
@@ -116,6 +121,7 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
             "delivery_id": delivery_id,
             "template_id": template_id,
             "broadcast_id": broadcast.json()["id"],
+            "quick_reply_id": quick_reply.json()["id"],
         },
         secrets={
             other_tenant.organization_id,
@@ -138,6 +144,8 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
             delivery_id,
             template_id,
             broadcast.json()["id"],
+            quick_reply.json()["id"],
+            "Their saved answer",
         },
     )
 
@@ -182,6 +190,7 @@ async def test_every_route_with_an_id_answers_404_for_another_organizations_id(
         "delivery_id",
         "template_id",
         "broadcast_id",
+        "quick_reply_id",
     }
 
 
@@ -214,6 +223,8 @@ async def test_the_route_walk_changed_nothing_of_theirs(app, client, tenant, oth
     assert (await client.get(f"{API}/templates/{theirs.ids['template_id']}", headers=headers)).status_code == 200
     broadcast = await client.get(f"{API}/broadcasts/{theirs.ids['broadcast_id']}", headers=headers)
     assert broadcast.json()["status"] == "scheduled"  # neither paused nor cancelled
+    quick_reply = await client.get(f"{API}/quick-replies/{theirs.ids['quick_reply_id']}", headers=headers)
+    assert quick_reply.json()["text"] == "Their saved answer"
 
 
 async def test_lists_never_show_another_organizations_rows(app, client, tenant, theirs, ours):

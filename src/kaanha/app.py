@@ -27,6 +27,7 @@ from kaanha.media.endpoints import download_router as media_download_router
 from kaanha.media.endpoints import upload_router as media_upload_router
 from kaanha.messages.endpoints import router as messages_router
 from kaanha.organizations.endpoints import router as status_router
+from kaanha.quick_replies.endpoints import router as quick_replies_router
 from kaanha.runtime import Runtime
 from kaanha.templates.endpoints import router as templates_router
 from kaanha.webhooks.dispatcher import WebhookDispatcher
@@ -56,6 +57,7 @@ def _api_router() -> APIRouter:
         events_router,
         webhooks_router,
         broadcasts_router,
+        quick_replies_router,
     ):
         api.include_router(router)
     return api

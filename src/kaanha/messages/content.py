@@ -26,7 +26,7 @@ TYPE_FIELDS: dict[str, set[str]] = {
     "contact": {"contacts"},
     "reaction": {"message_id", "emoji"},
 }
-_COMMON = {"to", "type", "reply_to"}
+_COMMON = {"to", "type", "reply_to", "quick_reply"}
 MEDIA_TYPES = {"image", "document", "audio", "video"}
 
 

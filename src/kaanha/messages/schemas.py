@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from kaanha.kit.schemas import RequestSchema, Schema, Timestamp
 from kaanha.models import Message
@@ -98,3 +98,19 @@ class SendRequest(RequestSchema):
     contacts: list[dict[str, Any]] | None = Field(default=None, description="contact: WhatsApp contact cards")
     message_id: str | None = Field(default=None, max_length=200, description="reaction: the message reacted to")
     emoji: str | None = Field(default=None, max_length=16, description="reaction: empty to remove")
+    quick_reply: str | None = Field(
+        default=None,
+        max_length=33,
+        description="Instead of `type` and its fields: a quick reply's shortcut ('thanks' or '/thanks'), "
+        "sent filled in for the contact",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quick_reply_decides_the_type(cls, data: Any) -> Any:
+        # The saved reply decides the type (text, or its media's); "text" stands in until it is read.
+        if isinstance(data, dict) and data.get("quickReply", data.get("quick_reply")) is not None:
+            if "type" in data:
+                raise ValueError("'quickReply' replaces 'type' and its fields: send one or the other")
+            return {**data, "type": "text"}
+        return data

@@ -30,6 +30,8 @@ from kaanha.messages.repository import MessageNotFound, MessageRepository
 from kaanha.messages.schemas import MessageOut, SendRequest, message_out
 from kaanha.messages.status import STATUS_RANK
 from kaanha.models import Contact, Message
+from kaanha.quick_replies.schemas import normalize_shortcut
+from kaanha.quick_replies.service import render_for_contact
 from kaanha.runtime import Runtime
 from kaanha.templates.service import render_preview, resolve_for_send
 from kaanha.worker.queue import enqueue
@@ -64,9 +66,13 @@ async def send_message(
     the job that will send it commit together (the outbox), so a crash can't lose or orphan either.
     """
     phone = await normalize_for_organization(session, organization_id=organization_id, phone=request.to)
-    content = build_content(request)
     contact = await ContactRepository(session, organization_id).find_by_phone(phone)
+    if request.quick_reply is not None:
+        request = await _expand_quick_reply(session, organization_id, request, contact)
+    content = build_content(request)
     require_open_window(contact.last_inbound_at if contact else None, message_type=request.type)
+    if request.quick_reply is not None:
+        content["quickReply"] = normalize_shortcut(request.quick_reply)
     content = await _resolve_references(session, runtime, organization_id, request, content)
     if content.get("category") == "MARKETING":
         require_marketing_consent(contact, phone=phone)
@@ -100,6 +106,34 @@ async def send_message(
             reply_to=reply_to,
         )
     )
+
+
+async def _expand_quick_reply(
+    session: AsyncSession, organization_id: str, request: SendRequest, contact: Contact | None
+) -> SendRequest:
+    """The send that `quickReply` stands for: its text or media, filled in for this contact.
+
+    The window is checked first: a quick reply is a free-form message, so a contact who hasn't
+    written in 24 hours (or never) gets the window's error, not one about the reply's fields.
+    """
+    assert request.quick_reply is not None
+    stray = request.model_fields_set - {"to", "type", "reply_to", "quick_reply"}
+    if stray:
+        names = ", ".join(sorted(SendRequest.model_fields[field].alias or field for field in stray))
+        raise InvalidMessage(f"{names} do(es) not apply with 'quickReply': the quick reply decides the content")
+    require_open_window(contact.last_inbound_at if contact else None, message_type="text")
+    assert contact is not None
+    reply = await render_for_contact(
+        session, organization_id=organization_id, shortcut=request.quick_reply, contact=contact
+    )
+    fields: dict[str, Any] = {"to": request.to, "type": reply.type, "reply_to": request.reply_to}
+    if reply.media_id is None:
+        fields["text"] = reply.text
+    else:
+        fields["media_id"] = reply.media_id
+        if reply.text.strip():
+            fields["caption"] = reply.text
+    return SendRequest.model_validate(fields).model_copy(update={"quick_reply": reply.shortcut})
 
 
 async def _resolve_references(

@@ -14,6 +14,7 @@ from kaanha.models.media import Media
 from kaanha.models.message import Message
 from kaanha.models.organization import Organization, WhatsAppConnection
 from kaanha.models.provider_media import ProviderMedia
+from kaanha.models.quick_reply import QuickReply
 from kaanha.models.template import Template
 from kaanha.models.user import Membership, User
 from kaanha.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -36,6 +37,7 @@ __all__ = [
     "Model",
     "Organization",
     "ProviderMedia",
+    "QuickReply",
     "Template",
     "TenantModel",
     "User",
