@@ -160,6 +160,8 @@ async def open_stream(
         assert response.headers["cache-control"] == "no-cache"
         reader = SseReader(response)
         reader.opening = await reader.block()
+        while not reader.opening.fields:  # a heartbeat comment may come first when the machine is busy
+            reader.opening = await reader.block()
         assert reader.opening.fields["retry"] == str(event_stream.RETRY_MILLISECONDS)
         assert set(reader.opening.fields) <= {"retry", "id"}
         yield reader
