@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from kaanha.kit.clock import clock
-from kaanha.models import Message, QuickReply
+from kaanha.models import Media, Message, QuickReply
 from kaanha.runtime import Runtime
 from kaanha.worker.runner import drain
 from tests.conftest import API, Tenant, make_tenant
@@ -134,6 +134,14 @@ async def test_media_must_be_sendable_and_captions_fit(client, tenant, other_ten
     )
     assert_error(webp, 400, "invalid_quick_reply")
 
+    nameless = await upload(client, tenant, PDF, "scan.pdf", "application/pdf")
+    async with runtime.database.transaction() as session:  # as a customer's document may arrive: no name
+        await session.execute(update(Media).where(Media.id == nameless).values(filename=None))
+    unnamed = await client.post(
+        f"{API}/quick-replies", json={"shortcut": "doc", "mediaId": nameless}, headers=tenant.headers
+    )
+    assert "file name" in assert_error(unnamed, 400, "invalid_quick_reply")["error"]
+
     theirs = await upload(client, other_tenant, PNG, "theirs.png", "image/png")
     foreign = await client.post(
         f"{API}/quick-replies", json={"shortcut": "x", "mediaId": theirs}, headers=tenant.headers
@@ -223,6 +231,7 @@ async def test_media_quick_replies_send_as_their_media_type(client, tenant, runt
         ({"quickReply": "thanks", "text": "Hi"}, 400, "invalid_message"),
         ({"quickReply": "nope"}, 404, "quick_reply_not_found"),
         ({"quickReply": 7}, 400, "validation_error"),
+        ({"quickReply": ""}, 400, "validation_error"),
     ],
 )
 async def test_bad_quick_reply_sends(client, tenant, runtime, frozen_clock, body, status, code):

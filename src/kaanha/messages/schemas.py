@@ -100,6 +100,7 @@ class SendRequest(RequestSchema):
     emoji: str | None = Field(default=None, max_length=16, description="reaction: empty to remove")
     quick_reply: str | None = Field(
         default=None,
+        min_length=1,
         max_length=33,
         description="Instead of `type` and its fields: a quick reply's shortcut ('thanks' or '/thanks'), "
         "sent filled in for the contact",

@@ -80,6 +80,8 @@ async def _check_content(session: AsyncSession, organization_id: str, *, text: s
     media = await MediaRepository(session, organization_id).get(media_id)
     message_type = media_message_type(media)
     check_sendable(message_type, mime_type=media.mime_type, size=media.size)
+    if message_type == "document" and not media.filename:
+        raise InvalidQuickReply("WhatsApp shows a document by its file name: upload this document with one")
     if message_type == "audio" and text.strip():
         raise InvalidQuickReply("WhatsApp audio messages have no caption: leave 'text' empty for an audio quick reply")
     if len(text) > CAPTION_LIMIT:
