@@ -1,0 +1,1 @@
+"""Payment links: a request for money sent over WhatsApp, paid by UPI, Razorpay or Stripe."""
