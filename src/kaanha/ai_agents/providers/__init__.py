@@ -1,0 +1,1 @@
+"""Model providers behind one interface: the builtin retrieval answerer, OpenAI-compatible servers, Anthropic."""
