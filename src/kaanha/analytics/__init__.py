@@ -1,0 +1,1 @@
+"""Analytics: message, conversation, agent and broadcast figures over a range, in the organization's time zone."""
