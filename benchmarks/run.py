@@ -23,6 +23,13 @@ Scenarios (all by default; `--only api,inbound,outbound` picks some), each on SQ
   --broadcast-database sqlite for SQLite): seconds to accept the request, messages/s reaching the fake
   beside the connection's pace, the total time, and the worker's peak memory beside its memory when
   idle (benchmarks/broadcast.py).
+- ai_agents: the builtin AI agent on a labelled set (benchmarks/ai_agents_data.json): shares of right
+  answers, wrong answers and correct handoffs with lexical ranking alone and with the semantic extra,
+  and its reply time (benchmarks/ai_agents.py; in-process, no database).
+- analytics: GET /analytics for 90 days over 1,000,000 messages in one organization beside 1,000,000 in
+  four others (--analytics-messages), 25 requests (--analytics-requests) to `kaanha serve --no-workers`:
+  median and p95, on SQLite (unless --no-sqlite) and on a scratch PostgreSQL database (--database-url,
+  else the default server) (benchmarks/analytics.py).
 
 Prints a table per scenario and writes benchmarks/results/latest.json.
 """
@@ -44,6 +51,8 @@ from urllib.parse import quote
 import httpx
 
 from benchmarks import processes
+from benchmarks.ai_agents import format_ai_agents, run_ai_agents
+from benchmarks.analytics import add_analytics_arguments, analytics_options, format_analytics, run_analytics
 from benchmarks.broadcast import BroadcastOptions, run_broadcast
 from benchmarks.loadgen import LoadSpec
 from benchmarks.processes import (
@@ -412,7 +421,7 @@ def format_broadcast(results: list[dict[str, Any]]) -> str:
     return _table(title, header, rows, {0}, _failures(results, "{recipients} recipients"))
 
 
-SCENARIOS = ("api", "inbound", "outbound", "webhooks", "broadcast")
+SCENARIOS = ("api", "inbound", "outbound", "webhooks", "broadcast", "ai_agents", "analytics")
 DEFAULT_SCENARIOS = SCENARIOS
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -542,6 +551,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         help=f"PostgreSQL: a scratch database on the server of --database-url, else {DEFAULT_POSTGRES} "
         "(default postgresql)",
     )
+    add_analytics_arguments(parser)
     parser.add_argument(
         "--settle-timeout",
         type=float,
@@ -610,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         backends.append(("sqlite", None))
     if options.database_url:
         backends.append(("postgresql", options.database_url))
-    if not backends and set(options.only) != {"broadcast"}:
+    if not backends and not set(options.only) <= {"broadcast", "ai_agents", "analytics"}:
         log("nothing to run: --no-sqlite needs --database-url")
         return 2
     processes.KEEP = options.keep
@@ -658,9 +668,17 @@ def main(argv: list[str] | None = None) -> int:
             broadcasts += run_broadcast(
                 "postgresql", options.database_url or DEFAULT_POSTGRES, _broadcast_options(options)
             )
+    ai_agents: list[dict[str, Any]] = run_ai_agents() if "ai_agents" in options.only else []
+    analytics: list[dict[str, Any]] = []
+    if "analytics" in options.only:
+        # SQLite and PostgreSQL both, as the issue asks: PostgreSQL on the default server without --database-url.
+        if not options.no_sqlite:
+            analytics += run_analytics("sqlite", None, analytics_options(options))
+        analytics += run_analytics("postgresql", options.database_url or DEFAULT_POSTGRES, analytics_options(options))
+    failures += [f"ai_agents {row['mode']}: {row['error']}" for row in ai_agents if "error" in row]
     failures += [
         f"[{row['backend']}] {row['scenario']}: {row['error']}"
-        for row in inbound + outbound + webhooks + broadcasts
+        for row in inbound + outbound + webhooks + broadcasts + analytics
         if "error" in row
     ]
     tables = []
@@ -674,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(format_webhooks(webhooks, receiver_ceiling, options))
     if broadcasts:
         tables.append(format_broadcast(broadcasts))
+    if ai_agents:
+        tables.append(format_ai_agents(ai_agents))
+    if analytics:
+        tables.append(format_analytics(analytics))
     print("\n\n".join(tables))
     options.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -710,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
             "broadcastRecipients": options.broadcast_recipients,
             "broadcastPace": options.broadcast_pace,
             "broadcastDatabase": options.broadcast_database,
+            "analyticsMessages": options.analytics_messages,
             "server": "uvicorn, loop=uvloop, http=httptools, 1 process; kaanha serve --no-workers (api), "
             "kaanha serve with its worker (inbound)",
         },
@@ -720,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         "webhooks": webhooks,
         "receiverCeiling": receiver_ceiling,
         "broadcast": broadcasts,
+        "aiAgents": ai_agents,
+        "analytics": analytics,
         "failures": failures,
         "elapsedSeconds": round(time.perf_counter() - started, 1),
     }

@@ -28,6 +28,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/whatsapp-api/contacts/{contact_id}"): {"name": "Hijacked", "tags": ["stolen"]},
     ("PATCH", "/api/whatsapp-api/chats/{conversation_id}"): {"status": "RESOLVED"},
     ("PATCH", "/api/whatsapp-api/webhooks/{webhook_id}"): {"description": "Hijacked", "enabled": False},
+    ("PATCH", "/api/whatsapp-api/ai-agents/{agent_id}"): {"name": "Hijacked", "enabled": False},
+    ("POST", "/api/whatsapp-api/ai-agents/{agent_id}/test"): {"question": "Their question?"},
     ("PATCH", "/api/whatsapp-api/quick-replies/{quick_reply_id}"): {"text": "Hijacked"},
 }
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
@@ -104,6 +106,24 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
         f"{API}/quick-replies", headers=headers, json={"shortcut": "theirs", "text": "Their saved answer"}
     )
     assert quick_reply.status_code == 201, quick_reply.text
+    payments = await client.put(
+        f"{API}/payment-settings",
+        headers=headers,
+        json={"gateway": "upi", "upiId": "their.shop@okaxis", "payeeName": "Their Shop"},
+    )
+    assert payments.status_code == 200, payments.text
+    payment_link = await client.post(
+        f"{API}/payment-links",
+        headers=headers,
+        json={"amount": 50000, "description": "Their order", "contactId": contact.json()["id"]},
+    )
+    assert payment_link.status_code == 201, payment_link.text
+    agent = await client.post(
+        f"{API}/ai-agents",
+        headers=headers,
+        json={"name": "Their bot", "knowledgeBase": [{"question": "Their question?", "answer": "Their bot's answer"}]},
+    )
+    assert agent.status_code == 201, agent.text
     message = inbound.json()
     async with runtime.database.transaction() as session:
         event = await emit(session, organization_id=other_tenant.organization_id, type="contact.updated", data={})
@@ -122,6 +142,10 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
             "template_id": template_id,
             "broadcast_id": broadcast.json()["id"],
             "quick_reply_id": quick_reply.json()["id"],
+            "payment_link_id": payment_link.json()["id"],
+            "agent_id": agent.json()["id"],
+            # Gateway webhooks name the organization in their path: another tenant's is not ours to feed.
+            "organization_id": other_tenant.organization_id,
         },
         secrets={
             other_tenant.organization_id,
@@ -146,6 +170,13 @@ async def theirs(client, runtime, other_tenant) -> Theirs:
             broadcast.json()["id"],
             quick_reply.json()["id"],
             "Their saved answer",
+            payment_link.json()["id"],
+            "their.shop@okaxis",
+            "Their Shop",
+            "Their order",
+            agent.json()["id"],
+            "Their bot",
+            "Their bot's answer",
         },
     )
 
@@ -191,6 +222,9 @@ async def test_every_route_with_an_id_answers_404_for_another_organizations_id(
         "template_id",
         "broadcast_id",
         "quick_reply_id",
+        "payment_link_id",
+        "organization_id",
+        "agent_id",
     }
 
 
@@ -225,6 +259,10 @@ async def test_the_route_walk_changed_nothing_of_theirs(app, client, tenant, oth
     assert broadcast.json()["status"] == "scheduled"  # neither paused nor cancelled
     quick_reply = await client.get(f"{API}/quick-replies/{theirs.ids['quick_reply_id']}", headers=headers)
     assert quick_reply.json()["text"] == "Their saved answer"
+    payment_link = await client.get(f"{API}/payment-links/{theirs.ids['payment_link_id']}", headers=headers)
+    assert payment_link.json()["status"] == "created"  # neither cancelled nor marked paid
+    agent = await client.get(f"{API}/ai-agents/{theirs.ids['agent_id']}", headers=headers)
+    assert (agent.json()["name"], agent.json()["enabled"], agent.json()["documents"]) == ("Their bot", True, [])
 
 
 async def test_lists_never_show_another_organizations_rows(app, client, tenant, theirs, ours):

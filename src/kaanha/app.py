@@ -13,6 +13,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from kaanha import __version__
+from kaanha.ai_agents.endpoints import router as ai_agents_router
+from kaanha.analytics.endpoints import router as analytics_router
 from kaanha.auth.endpoints import router as api_keys_router
 from kaanha.broadcasts.endpoints import router as broadcasts_router
 from kaanha.config import Settings
@@ -27,6 +29,9 @@ from kaanha.media.endpoints import download_router as media_download_router
 from kaanha.media.endpoints import upload_router as media_upload_router
 from kaanha.messages.endpoints import router as messages_router
 from kaanha.organizations.endpoints import router as status_router
+from kaanha.payment_links.endpoints import page_router as payment_page_router
+from kaanha.payment_links.endpoints import router as payment_links_router
+from kaanha.payment_links.endpoints import webhook_router as payment_webhooks_router
 from kaanha.quick_replies.endpoints import router as quick_replies_router
 from kaanha.runtime import Runtime
 from kaanha.templates.endpoints import router as templates_router
@@ -57,7 +62,10 @@ def _api_router() -> APIRouter:
         events_router,
         webhooks_router,
         broadcasts_router,
+        payment_links_router,
+        analytics_router,
         quick_replies_router,
+        ai_agents_router,
     ):
         api.include_router(router)
     return api
@@ -97,6 +105,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(_api_router())
     app.include_router(media_download_router)
     app.include_router(meta_webhooks_router)
+    app.include_router(payment_webhooks_router)
+    app.include_router(payment_page_router)
     install_error_handlers(app)
 
     @app.get(f"{API_BASE}/docs", include_in_schema=False)

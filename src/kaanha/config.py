@@ -77,6 +77,31 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class PaymentGatewaySettings(BaseModel):
+    """Where the payment gateways' APIs are (tests point them at the fakes on loopback) and how long calls may take."""
+
+    razorpay_api_url: str = "https://api.razorpay.com"
+    stripe_api_url: str = "https://api.stripe.com"
+    request_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Stripe's own libraries refuse a signed webhook whose timestamp is further than this from now (replays).
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+
+
+class AiAgentSettings(BaseModel):
+    """How AI agents rank knowledge and call model providers."""
+
+    # Semantic ranking (the `semantic` extra) where installed; off keeps the model out of memory.
+    semantic_ranking: bool = True
+    # One model call may take this long in all (connecting, waiting, reading), then it counts as failed.
+    request_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # A provider's Retry-After is honoured up to this before the single retry; longer, and we hand over.
+    max_retry_wait_seconds: float = Field(default=5.0, ge=0, le=30)
+    anthropic_api_url: str = "https://api.anthropic.com"
+    openai_api_url: str = "https://api.openai.com/v1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAANHA_", env_nested_delimiter="__", extra="ignore")
 
@@ -104,6 +129,8 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     cloud_api: CloudApiSettings = Field(default_factory=CloudApiSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    ai_agents: AiAgentSettings = Field(default_factory=AiAgentSettings)
+    payments: PaymentGatewaySettings = Field(default_factory=PaymentGatewaySettings)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -47,7 +47,11 @@ async def update_conversation(
     conversation_id: str, body: ConversationUpdate, principal: Writer, session: SessionDep
 ) -> ConversationDetail:
     return await service.update_conversation(
-        session, organization_id=principal.organization_id, conversation_id=conversation_id, data=body
+        session,
+        organization_id=principal.organization_id,
+        conversation_id=conversation_id,
+        data=body,
+        user_id=principal.user_id,
     )
 
 

@@ -13,6 +13,19 @@ from kaanha.messages.schemas import MessageOut
 ConversationStatus = Literal["OPEN", "ASSIGNED", "RESOLVED"]
 
 
+class ConversationHandoff(Schema):
+    """Why an AI agent handed the conversation to people: shown while it is OPEN and nobody is assigned."""
+
+    agent_id: str
+    agent_name: str | None = Field(description="The agent's name when it handed over")
+    reason: str = Field(
+        description="keyword, max_replies, low_confidence, provider_error, unsupported_message, window_closed "
+        "or send_failed"
+    )
+    note: str = Field(description="What happened, in words, for the person who takes over")
+    at: Timestamp
+
+
 class ConversationOut(Schema):
     id: str
     contact: ContactOut
@@ -26,6 +39,9 @@ class ConversationOut(Schema):
     window_open: bool
     created_at: Timestamp
     resolved_at: Timestamp | None
+    handoff: ConversationHandoff | None = Field(
+        default=None, description="Set while the conversation waits for people after an AI agent handed it over"
+    )
 
 
 class ConversationDetail(ConversationOut):

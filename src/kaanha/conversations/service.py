@@ -9,10 +9,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from kaanha.ai_agents.triggers import on_conversation_changed
 from kaanha.contacts.repository import ContactRepository
 from kaanha.contacts.service import contact_out
+from kaanha.conversations.openings import add_openings, new_opening, note_handling, note_inbound
 from kaanha.conversations.repository import ConversationRepository
-from kaanha.conversations.schemas import ConversationDetail, ConversationOut, ConversationUpdate
+from kaanha.conversations.schemas import (
+    ConversationDetail,
+    ConversationHandoff,
+    ConversationOut,
+    ConversationUpdate,
+)
 from kaanha.conversations.window import is_window_open, window_expires_at
 from kaanha.errors import InvalidRequest, NotFound
 from kaanha.events import types as event_types
@@ -49,6 +56,12 @@ def conversation_out(conversation: Conversation, contact: Contact, tags: list[st
         window_open=is_window_open(contact.last_inbound_at),
         created_at=conversation.created_at,
         resolved_at=conversation.resolved_at,
+        # Only while people have yet to take it (cleared on assignment or resolution; checked here too).
+        handoff=(
+            ConversationHandoff.model_validate(conversation.handoff)
+            if conversation.handoff and conversation.status == "OPEN"
+            else None
+        ),
     )
 
 
@@ -104,9 +117,14 @@ async def _require_member(session: AsyncSession, organization_id: str, user_id: 
 
 
 async def update_conversation(
-    session: AsyncSession, *, organization_id: str, conversation_id: str, data: ConversationUpdate
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    conversation_id: str,
+    data: ConversationUpdate,
+    user_id: str | None = None,
 ) -> ConversationDetail:
-    """Assign, unassign, resolve or reopen.
+    """Assign, unassign, resolve or reopen; `user_id` is the person doing it, if a person is.
 
     Giving an assignee makes an OPEN conversation ASSIGNED; removing it makes an ASSIGNED one OPEN;
     OPEN means nobody's, so setting it clears the assignee; RESOLVED keeps who handled it.
@@ -134,10 +152,19 @@ async def update_conversation(
     if status is not None and status != conversation.status:
         await _change_status(session, conversation, status)
     conversation.updated_at = now()
+    await note_handling(
+        session,
+        conversation,
+        was_resolved=before[0] == "RESOLVED",
+        previous_assignee_id=before[1],
+        at=conversation.updated_at,
+        user_id=user_id,
+    )
     await session.flush()
     (summary,) = await _with_contacts(session, organization_id, [conversation])
     if (conversation.status, conversation.assignee_id) != before:
         await emit(session, organization_id=organization_id, type=event_types.CONVERSATION_UPDATED, data=summary)
+        await on_conversation_changed(session, conversation)  # a person or a resolution stops its AI agent
     return await _detail(session, organization_id, summary)
 
 
@@ -215,6 +242,10 @@ async def thread_for_message(
         conversation.status = "ASSIGNED" if conversation.assignee_id else "OPEN"
         conversation.resolved_at = None
         event_type = event_types.CONVERSATION_UPDATED
+    if event_type is not None:
+        await add_openings(session, [new_opening(conversation, at=at, inbound=inbound)])
+    elif inbound:
+        await note_inbound(session, organization_id=organization_id, conversation_id=conversation.id, at=at)
     if inbound:
         conversation.unread_count += 1
     conversation.last_message_at = max(filter(None, [conversation.last_message_at, at]))
@@ -326,6 +357,7 @@ async def _open_threads(
         async with session.begin_nested():
             session.add_all(new)
             await session.flush()
+            await add_openings(session, [new_opening(conversation, at=at, inbound=False) for conversation in new])
     except IntegrityError:
         return {
             contact.id: await thread_for_message(

@@ -9,6 +9,8 @@ MESSAGE_READ = "message.read"
 MESSAGE_FAILED = "message.failed"
 CONVERSATION_CREATED = "conversation.created"
 CONVERSATION_UPDATED = "conversation.updated"
+# An AI agent gave the conversation to people: {conversationId, agentId, agentName, reason, note, handedOffAt}.
+CONVERSATION_HANDED_OFF = "conversation.handed_off"
 CONTACT_CREATED = "contact.created"
 CONTACT_UPDATED = "contact.updated"
 CONTACT_DELETED = "contact.deleted"
@@ -18,6 +20,9 @@ BROADCAST_PAUSED = "broadcast.paused"
 BROADCAST_RESUMED = "broadcast.resumed"
 BROADCAST_CANCELLED = "broadcast.cancelled"
 BROADCAST_COMPLETED = "broadcast.completed"
+PAYMENT_LINK_PAID = "payment_link.paid"
+PAYMENT_LINK_EXPIRED = "payment_link.expired"
+PAYMENT_LINK_CANCELLED = "payment_link.cancelled"
 WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 # Sent only by `POST /webhooks/{id}/test`, to that endpoint; never logged or streamed.
 PING = "ping"
@@ -30,6 +35,7 @@ EVENT_TYPES: tuple[str, ...] = (
     MESSAGE_FAILED,
     CONVERSATION_CREATED,
     CONVERSATION_UPDATED,
+    CONVERSATION_HANDED_OFF,
     CONTACT_CREATED,
     CONTACT_UPDATED,
     CONTACT_DELETED,
@@ -39,6 +45,9 @@ EVENT_TYPES: tuple[str, ...] = (
     BROADCAST_RESUMED,
     BROADCAST_CANCELLED,
     BROADCAST_COMPLETED,
+    PAYMENT_LINK_PAID,
+    PAYMENT_LINK_EXPIRED,
+    PAYMENT_LINK_CANCELLED,
     WEBHOOK_ENDPOINT_DISABLED,
 )
 

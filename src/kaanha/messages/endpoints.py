@@ -55,7 +55,11 @@ async def send(
 ) -> JsonResponse:
     async def send_once() -> MessageOut:
         return await service.send_message(
-            session, runtime=runtime, organization_id=principal.organization_id, request=body
+            session,
+            runtime=runtime,
+            organization_id=principal.organization_id,
+            request=body,
+            sent_by_user_id=principal.user_id,
         )
 
     return await idempotent(

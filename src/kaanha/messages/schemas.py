@@ -46,6 +46,8 @@ class MessageOut(Schema):
     sent_at: Timestamp | None
     delivered_at: Timestamp | None
     read_at: Timestamp | None
+    # The AI agent that wrote it (null for people, programs and customers).
+    ai_agent_id: str | None = None
 
 
 def message_out(message: Message) -> MessageOut:
@@ -69,6 +71,7 @@ def message_out(message: Message) -> MessageOut:
         sent_at=message.sent_at,
         delivered_at=message.delivered_at,
         read_at=message.read_at,
+        ai_agent_id=message.ai_agent_id,
     )
 
 

@@ -9,10 +9,12 @@ from sqlalchemy import literal, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from kaanha.ai_agents.triggers import on_inbound_message
 from kaanha.broadcasts.replies import note_reply
 from kaanha.consent.service import apply_keyword, require_marketing_consent
 from kaanha.contacts.repository import ContactRepository
 from kaanha.contacts.service import ensure_contact, normalize_for_organization
+from kaanha.conversations.openings import note_response
 from kaanha.conversations.repository import ConversationRepository
 from kaanha.conversations.service import thread_for_message, threads_for_outbound
 from kaanha.conversations.window import is_window_open, require_open_window
@@ -58,9 +60,21 @@ async def get_message(session: AsyncSession, *, organization_id: str, message_id
 
 
 async def send_message(
-    session: AsyncSession, *, runtime: Runtime, organization_id: str, request: SendRequest
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    organization_id: str,
+    request: SendRequest,
+    sent_by_user_id: str | None = None,
+    ai_agent_id: str | None = None,
+    responds: bool = True,
 ) -> MessageOut:
     """Validate a send against WhatsApp's rules, then store it `queued` with its send job.
+
+    `sent_by_user_id` is the person sending, when a person is (the dashboard); API keys have none.
+    `ai_agent_id` is the AI agent sending, when one is (its replies go through the same rules).
+    `responds=False` for an automatic notice (a payment's thank-you) that answers nobody, so that it
+    can't be the conversation's first response.
 
     Every check runs before anything is written: a refused send leaves no trace. The message and
     the job that will send it commit together (the outbox), so a crash can't lose or orphan either.
@@ -104,6 +118,10 @@ async def send_message(
             message_type=request.type,
             content=content,
             reply_to=reply_to,
+            sent_by_user_id=sent_by_user_id,
+            # Response times measure people: an AI agent's replies are counted as its own (analytics' aiAgents).
+            responds=responds and ai_agent_id is None,
+            ai_agent_id=ai_agent_id,
         )
     )
 
@@ -293,25 +311,42 @@ async def _store_outbound(
     message_type: str,
     content: dict[str, Any],
     reply_to: Message | None,
+    sent_by_user_id: str | None = None,
+    responds: bool = True,
+    ai_agent_id: str | None = None,
 ) -> Message:
+    """Store one message of ours `queued` with its send job.
+
+    `responds`: whether it answers the customer, so that it can be the conversation's first response
+    (analytics); an automatic confirmation answers nobody.
+    """
     moment = now()
     contact = await ensure_contact(session, organization_id=organization_id, phone=phone, message_at=moment)
     conversation = await thread_for_message(
         session, organization_id=organization_id, contact=contact, inbound=False, at=moment
     )
-    message = MessageRepository(session, organization_id).add(
-        _outbound(
+    message = _outbound(
+        organization_id=organization_id,
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+        message_type=message_type,
+        content=content,
+        reply_to=reply_to,
+        broadcast_id=None,
+        at=moment,
+    )
+    message.sent_by_user_id = sent_by_user_id
+    message.ai_agent_id = ai_agent_id
+    MessageRepository(session, organization_id).add(message)
+    await session.flush()
+    if responds:
+        await note_response(
+            session,
             organization_id=organization_id,
             conversation_id=conversation.id,
-            contact_id=contact.id,
-            message_type=message_type,
-            content=content,
-            reply_to=reply_to,
-            broadcast_id=None,
             at=moment,
+            user_id=sent_by_user_id,
         )
-    )
-    await session.flush()
     enqueue(session, kind=SEND_JOB, payload={"messageId": message.id}, organization_id=organization_id)
     return message
 
@@ -369,6 +404,9 @@ async def record_inbound(
     await note_reply(session, organization_id=organization_id, contact_id=contact.id, at=sent_at)
     await emit(session, organization_id=organization_id, type=event_types.MESSAGE_RECEIVED, data=message_out(message))
     await _answer_keyword(session, organization_id=organization_id, contact=contact, message=message)
+    await on_inbound_message(
+        session, organization_id=organization_id, contact=contact, conversation=conversation, message=message
+    )
     return message
 
 
@@ -392,4 +430,5 @@ async def _answer_keyword(session: AsyncSession, *, organization_id: str, contac
         message_type="text",
         content=build_content(request),
         reply_to=None,
+        responds=False,
     )

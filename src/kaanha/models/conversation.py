@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,5 +40,8 @@ class Conversation(TenantModel):
     unread_count: Mapped[int] = mapped_column(default=0)
     last_message_at: Mapped[datetime | None] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column()
+    # Why an AI agent handed the conversation to people ({agentId, agentName, reason, note, at}): set
+    # with the handoff, cleared when a person is assigned or the conversation is resolved.
+    handoff: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

@@ -17,6 +17,21 @@ class Message(TenantModel):
         UniqueConstraint("organization_id", "whatsapp_message_id"),
         Index("ix_messages_organization_id_created_at", "organization_id", "created_at"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+        # Analytics' failures by code and per-person counts read these few rows, not the whole range.
+        Index(
+            "ix_messages_organization_id_created_at_failed",
+            "organization_id",
+            "created_at",
+            sqlite_where=text("status = 'failed'"),
+            postgresql_where=text("status = 'failed'"),
+        ),
+        Index(
+            "ix_messages_organization_id_created_at_by_person",
+            "organization_id",
+            "created_at",
+            sqlite_where=text("sent_by_user_id IS NOT NULL"),
+            postgresql_where=text("sent_by_user_id IS NOT NULL"),
+        ),
         # Only broadcast messages are indexed: a broadcast's live counts read its own rows alone.
         Index(
             "ix_messages_broadcast_id_status",
@@ -24,6 +39,14 @@ class Message(TenantModel):
             "status",
             sqlite_where=text("broadcast_id IS NOT NULL"),
             postgresql_where=text("broadcast_id IS NOT NULL"),
+        ),
+        # Only agents' messages are indexed: the per-agent counts read their own rows alone.
+        Index(
+            "ix_messages_ai_agent_id_created_at",
+            "ai_agent_id",
+            "created_at",
+            sqlite_where=text("ai_agent_id IS NOT NULL"),
+            postgresql_where=text("ai_agent_id IS NOT NULL"),
         ),
     )
 
@@ -39,6 +62,11 @@ class Message(TenantModel):
     whatsapp_message_id: Mapped[str | None] = mapped_column(String(200))
     reply_to_id: Mapped[str | None] = mapped_column(String(40))
     broadcast_id: Mapped[str | None] = mapped_column(String(40))
+    # The AI agent that wrote it; no foreign key, like broadcast_id: the history outlives the agent.
+    ai_agent_id: Mapped[str | None] = mapped_column(String(40))
+    # The person who sent it (dashboard sends); null for API keys, automations and inbound messages.
+    # No foreign key: like broadcast_id, it is history that outlives the user's account.
+    sent_by_user_id: Mapped[str | None] = mapped_column(String(40))
     # Set just before the request to Meta and cleared with its answer: still set after a crash or a
     # timeout, it means Meta may have the message, so it is not sent again blindly.
     dispatched_at: Mapped[datetime | None] = mapped_column()

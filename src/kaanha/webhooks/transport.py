@@ -5,17 +5,19 @@ link-local and metadata addresses (unless KAANHA_ALLOW_PRIVATE_URLS), and connec
 checked: the URL's host becomes that IP literal, the `Host` header and the TLS server name (SNI) keep
 the real name, so certificates are verified for it and a DNS answer that changes between the check
 and the connection (DNS rebinding) changes nothing. Every redirect hop is checked the same way.
+AI agents' model calls (a base URL a user typed too) go through `pinned_post`, the same check and pin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -140,26 +142,9 @@ async def _post(runtime: Runtime, url: str, *, content: bytes, headers: Mapping[
             if hop == 0:
                 raise
             raise Refused(f"redirect to {_loggable(current)}: {refusal}") from None
-        request_headers = {
-            **headers,
-            "host": target.host_header,
-            # Compressed answers could expand far past what we mean to read.
-            "accept-encoding": "identity",
-        }
-        if target.extensions:
-            # The pool keys connections by the address we dial, not by the TLS name: a kept-alive
-            # connection verified for one name would carry the next request to another name at the same
-            # address (shared hosting, a CDN) without its certificate ever being checked.
-            request_headers["connection"] = "close"
         progress.redirecting = False
-        async with runtime.http.stream(
-            "POST",
-            target.pinned,
-            content=content,
-            headers=request_headers,
-            extensions=target.extensions,
-            follow_redirects=False,
-            timeout=runtime.settings.webhooks.timeout_seconds,
+        async with _stream(
+            runtime.http, target, content=content, headers=headers, timeouts=runtime.settings.webhooks.timeout_seconds
         ) as response:
             progress.status_code = response.status_code
             location = response.headers.get("location")
@@ -177,6 +162,59 @@ async def _post(runtime: Runtime, url: str, *, content: bytes, headers: Mapping[
                 if len(progress.body) >= MAX_RESPONSE_BYTES:
                     break
             return
+
+
+@contextlib.asynccontextmanager
+async def pinned_post(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    resolver: Resolver,
+    allow_private: bool,
+    content: bytes,
+    headers: Mapping[str, str],
+    timeouts: httpx.Timeout | float,
+) -> AsyncIterator[httpx.Response]:
+    """One POST to a URL a user gave, its address checked and pinned as a webhook attempt's; the answer streamed.
+
+    Redirects are not followed: the caller sees the 3xx. Raises Refused when the URL may not be
+    called, and httpx's errors as they come; the caller bounds the total time (lookups included).
+    """
+    target = await _checked_target(url, resolver=resolver, allow_private=allow_private)
+    async with _stream(client, target, content=content, headers=headers, timeouts=timeouts) as response:
+        yield response
+
+
+@contextlib.asynccontextmanager
+async def _stream(
+    client: httpx.AsyncClient,
+    target: _Target,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    timeouts: httpx.Timeout | float,
+) -> AsyncIterator[httpx.Response]:
+    request_headers = {
+        **headers,
+        "host": target.host_header,
+        # Compressed answers could expand far past what we mean to read.
+        "accept-encoding": "identity",
+    }
+    if target.extensions:
+        # The pool keys connections by the address we dial, not by the TLS name: a kept-alive
+        # connection verified for one name would carry the next request to another name at the same
+        # address (shared hosting, a CDN) without its certificate ever being checked.
+        request_headers["connection"] = "close"
+    async with client.stream(
+        "POST",
+        target.pinned,
+        content=content,
+        headers=request_headers,
+        extensions=target.extensions,
+        follow_redirects=False,
+        timeout=timeouts,
+    ) as response:
+        yield response
 
 
 async def _checked_target(url: str, *, resolver: Resolver, allow_private: bool) -> _Target:

@@ -82,6 +82,6 @@ class WhatsAppProvider(Protocol):
         """Hand the message to WhatsApp; raise ProviderError when WhatsApp refuses it or can't be reached."""
         ...
 
-    async def mark_read(self, whatsapp_message_id: str) -> None:
-        """Tell WhatsApp the customer's message was read (blue ticks on their phone)."""
+    async def mark_read(self, whatsapp_message_id: str, *, typing: bool = False) -> None:
+        """Tell WhatsApp the customer's message was read (blue ticks on their phone); `typing` shows "typing…"."""
         ...

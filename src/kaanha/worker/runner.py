@@ -41,6 +41,8 @@ HANDLER_MODULES = (
     "kaanha.whatsapp.cloud_api.tasks",
     "kaanha.templates.tasks",
     "kaanha.broadcasts.tasks",
+    "kaanha.ai_agents.tasks",
+    "kaanha.payment_links.tasks",
 )
 
 

@@ -82,9 +82,9 @@ class CloudApiProvider:
                 0, "The Graph API accepted the message without an id", retryable=True, in_doubt=True
             ) from error
 
-    async def mark_read(self, whatsapp_message_id: str) -> None:
+    async def mark_read(self, whatsapp_message_id: str, *, typing: bool = False) -> None:
         try:
-            await self.client.send(self.phone_number_id, mark_read_body(whatsapp_message_id))
+            await self.client.send(self.phone_number_id, mark_read_body(whatsapp_message_id, typing=typing))
         except (GraphError, GraphUnreachable) as error:
             raise provider_error(error) from error
 

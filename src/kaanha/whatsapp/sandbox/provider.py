@@ -52,7 +52,7 @@ class SandboxProvider:
     async def dispatch(self, prepared: PreparedSend) -> SendResult:
         return SendResult(whatsapp_message_id=prepared.whatsapp_message_id or new_wamid())
 
-    async def mark_read(self, whatsapp_message_id: str) -> None:
+    async def mark_read(self, whatsapp_message_id: str, *, typing: bool = False) -> None:
         """The sandbox's customers have no phone to show blue ticks on."""
 
     def _report_later(self, session: AsyncSession, outbound: Outbound, wamid: str) -> None:
