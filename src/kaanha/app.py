@@ -25,6 +25,7 @@ from kaanha.events.endpoints import router as events_router
 from kaanha.http.error_handlers import install_error_handlers
 from kaanha.http.middleware import ApiRateLimitMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from kaanha.http.openapi import describe_errors
+from kaanha.mcp_server.http import McpHttp
 from kaanha.media.endpoints import download_router as media_download_router
 from kaanha.media.endpoints import upload_router as media_upload_router
 from kaanha.messages.endpoints import router as messages_router
@@ -74,6 +75,7 @@ def _api_router() -> APIRouter:
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
     runtime = runtime or Runtime.from_settings(settings)
+    mcp = McpHttp(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +85,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             workers.append(asyncio.create_task(Worker(runtime).run_forever(stop)))
             workers.append(asyncio.create_task(WebhookDispatcher(runtime).run_forever(stop)))
         try:
-            yield
+            async with mcp.lifespan():
+                yield
         finally:
             stop.set()
             for worker in workers:
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(meta_webhooks_router)
     app.include_router(payment_webhooks_router)
     app.include_router(payment_page_router)
+    app.router.routes.extend(mcp.routes())
     install_error_handlers(app)
 
     @app.get(f"{API_BASE}/docs", include_in_schema=False)

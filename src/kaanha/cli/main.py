@@ -1,4 +1,4 @@
-"""`kaanha serve | worker | db | orgs | keys | sandbox | demo`: the same services as the API, from a shell."""
+"""`kaanha serve | worker | mcp | db | orgs | keys | sandbox | demo`: the same services as the API, from a shell."""
 
 from __future__ import annotations
 
@@ -334,6 +334,34 @@ A customer writes:  curl -X POST http://127.0.0.1:{port}/_fake/customers/9198765
 """
     )
     uvicorn.run(fake.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@app.command()
+def mcp() -> None:
+    """Serve MCP over stdio for an AI assistant; KAANHA_API_KEY selects the organization."""
+    import os
+    import sys
+
+    from kaanha.auth.api_keys import authenticate
+    from kaanha.mcp_server.tools import build_server
+
+    settings = Settings()
+    # stdout carries the protocol: logs go to stderr.
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    api_key = os.environ.get("KAANHA_API_KEY", "").strip()
+    if not api_key:
+        typer.echo("error: set KAANHA_API_KEY to an API key (kaanha keys create --org ORG --name NAME)", err=True)
+        raise typer.Exit(code=2)
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.sessions() as session:
+            await authenticate(session, f"Bearer {api_key}")
+            await session.commit()
+        await build_server(runtime, api_key=api_key).run_stdio_async()
+
+    _run(work)
 
 
 @app.command()

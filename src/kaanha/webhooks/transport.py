@@ -186,10 +186,27 @@ async def pinned_post(
 
 
 @contextlib.asynccontextmanager
+async def pinned_get(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    resolver: Resolver,
+    allow_private: bool,
+    headers: Mapping[str, str],
+    timeouts: httpx.Timeout | float,
+) -> AsyncIterator[httpx.Response]:
+    """One GET of a URL a user gave (media to fetch), checked and pinned as `pinned_post` is."""
+    target = await _checked_target(url, resolver=resolver, allow_private=allow_private)
+    async with _stream(client, target, method="GET", content=b"", headers=headers, timeouts=timeouts) as response:
+        yield response
+
+
+@contextlib.asynccontextmanager
 async def _stream(
     client: httpx.AsyncClient,
     target: _Target,
     *,
+    method: str = "POST",
     content: bytes,
     headers: Mapping[str, str],
     timeouts: httpx.Timeout | float,
@@ -206,7 +223,7 @@ async def _stream(
         # address (shared hosting, a CDN) without its certificate ever being checked.
         request_headers["connection"] = "close"
     async with client.stream(
-        "POST",
+        method,
         target.pinned,
         content=content,
         headers=request_headers,
