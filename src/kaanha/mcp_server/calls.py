@@ -51,6 +51,9 @@ class ToolRunner:
                 try:
                     principal = await authenticate(session, self.authorization(ctx))
                     principal.require(scope)
+                    # Authenticating may have written (the key's last use): commit it now, so that no lock
+                    # is held while a tool waits on the network (upload_media's download).
+                    await session.commit()
                     result = await action(session, principal)
                     await session.commit()
                 except BaseException:

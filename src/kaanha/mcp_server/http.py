@@ -7,6 +7,8 @@ import json
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
@@ -14,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kaanha.auth.api_keys import authenticate
+from kaanha.auth.principal import Principal
 from kaanha.config import Settings
 from kaanha.errors import KaanhaError
 from kaanha.mcp_server.tools import build_server
@@ -53,7 +56,7 @@ class RequireApiKey:
                     authorization = value.decode("latin-1")
             try:
                 async with self.runtime.database.sessions() as session:
-                    await authenticate(session, authorization)
+                    principal = await authenticate(session, authorization)
                     await session.commit()
             except KaanhaError as error:
                 body = json.dumps({"error": error.message, "code": error.code}).encode()
@@ -70,7 +73,20 @@ class RequireApiKey:
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
+            # The SDK ties an SSE session to the credential that opened it only when `user` says who that
+            # is: without it, any valid key could post into another key's session.
+            scope = {**scope, "user": _key_user(principal, authorization or "")}
         await self.app(scope, receive, send)
+
+
+def _key_user(principal: Principal, authorization: str) -> AuthenticatedUser:
+    token = AccessToken(
+        token=authorization.removeprefix("Bearer ").strip(),
+        client_id=principal.api_key_id or principal.organization_id,
+        scopes=sorted(principal.scopes),
+        subject=principal.organization_id,
+    )
+    return AuthenticatedUser(token)
 
 
 class McpHttp:
@@ -87,16 +103,13 @@ class McpHttp:
         self.sessions: StreamableHTTPSessionManager = self.server.session_manager
 
     def routes(self) -> list[BaseRoute]:
+        streamable = RequireApiKey(self.sessions.handle_request, self.runtime)
         return [
-            Route(
-                MCP_PATH,
-                endpoint=RequireApiKey(self.sessions.handle_request, self.runtime),
-                # Stateless: no GET stream of server-initiated messages and no session to DELETE (405 for both).
-                methods=["POST"],
-                include_in_schema=False,  # JSON-RPC, not REST: docs/api.md describes it
-            ),
-            Mount(MCP_PATH, app=RequireApiKey(self.sse_app, self.runtime)),
-        ]
+            # Stateless: no GET stream of server-initiated messages and no session to DELETE (405 for both).
+            # JSON-RPC, not REST: docs/api.md describes it. With or without the trailing slash clients add.
+            Route(path, endpoint=streamable, methods=["POST"], include_in_schema=False)
+            for path in (MCP_PATH, f"{MCP_PATH}/")
+        ] + [Mount(MCP_PATH, app=RequireApiKey(self.sse_app, self.runtime))]
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
@@ -41,6 +41,8 @@ from kaanha.templates.schemas import TemplateOut
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+# Fetches from anywhere on the internet, but only adds to our own media store.
+FETCH = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 # Sends reach people outside the platform and can't be taken back.
 SEND = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 
@@ -69,7 +71,7 @@ class AnalyticsQuery(RequestSchema):
         max_length=40,
         description="A date (included whole) or a datetime with its offset (excluded); default today",
     )
-    granularity: str | None = Field(default=None, max_length=10, description="day (default), week or month")
+    granularity: Literal["day", "week", "month"] | None = Field(default=None, description="day (default)")
 
 
 class ConversationChange(ConversationUpdate):
@@ -270,7 +272,7 @@ def build_server(runtime: Runtime, *, api_key: str | None = None) -> MCPServer:
 
         return await runner.run(ctx, "messages:read", action)
 
-    @tool(WRITE)
+    @tool(FETCH)
     async def upload_media(
         ctx: Context,
         url: Annotated[str, Field(max_length=2048, description="A public http(s) URL of the file")],
