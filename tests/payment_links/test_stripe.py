@@ -123,7 +123,8 @@ async def test_the_completed_webhook_marks_the_link_paid_once(client, tenant, ru
     ]
 
 
-async def test_signatures_forged_missing_or_stale_are_refused(client, tenant, runtime, fake):
+async def test_signatures_forged_missing_or_stale_are_refused(client, tenant, runtime, fake, frozen_clock):
+    # A frozen clock: a signature 299 s old must still be fresh when the server reads it.
     await use_stripe(client, tenant, runtime, fake)
     link = await created(client, tenant)
     webhook = fake.pay(link["gatewayLinkId"])
