@@ -12,7 +12,6 @@ httpx.ASGITransport, or serve it on loopback with kaanha.testing.fake_graph.serv
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from typing import Any
 
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kaanha.kit.clock import now
 from kaanha.testing.llm_script import LlmScript
 
 ERRORS = {
@@ -98,7 +98,7 @@ class FakeOpenAI:
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
                 "object": "chat.completion",
-                "created": int(time.time()),
+                "created": int(now().timestamp()),
                 "model": body["model"],
                 "choices": [
                     {
